@@ -1,0 +1,5 @@
+"""Shared fixtures. Service fixtures live in tests/fixtures/ and are loaded as plugins."""
+
+from __future__ import annotations
+
+pytest_plugins: list[str] = []
