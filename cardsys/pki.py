@@ -5,8 +5,9 @@ I/O and reads no clock. The rules `check_signer` enforces, in order:
 
 1. the certificate is signed by the pinned root (ECDSA with SHA-256 or SHA-384);
 2. it is not on the root's CRL, and the CRL itself is signed by the root;
-3. `now` lies inside the certificate's validity;
-4. its extended key usage contains the purpose's OID (and it is not a CA).
+3. `now` lies inside the certificate's validity (and the root's);
+4. its extended key usage contains the purpose's OID, it is not a CA, and its key usage (when
+   present) allows digital signatures.
 
 Our OIDs live under one private arc, `2.25.<uuid>` (ITU-T X.667: an arc derived from a UUID
 needs no registration), so they cannot collide with anyone else's.
@@ -16,7 +17,7 @@ from __future__ import annotations
 
 import enum
 import hashlib
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Protocol, runtime_checkable
 
 from cryptography import x509
@@ -25,7 +26,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import Encoding
 
-from cardsys.errors import UntrustedSignerError, WrongPurposeError
+from cardsys.errors import CertificateError, UntrustedSignerError, WrongPurposeError
 
 #: The project's private OID arc (ITU-T X.667 UUID arc).
 ARC = "2.25.22967142429479263824594819197239230324"
@@ -68,6 +69,20 @@ class Algorithm(enum.StrEnum):
     ES384 = "ES384"
 
 
+def algorithm_for_key(public_key: object) -> Algorithm:
+    """The algorithm a key signs with: ES256 for P-256, ES384 for P-384.
+
+    Raises:
+        CertificateError: any other key type or curve.
+    """
+    if isinstance(public_key, ec.EllipticCurvePublicKey | ec.EllipticCurvePrivateKey):
+        if isinstance(public_key.curve, ec.SECP256R1):
+            return Algorithm.ES256
+        if isinstance(public_key.curve, ec.SECP384R1):
+            return Algorithm.ES384
+    raise CertificateError("only ECDSA keys on P-256 or P-384 are supported")
+
+
 def kid(certificate: x509.Certificate) -> bytes:
     """Key id: the first 8 bytes of SHA-256 over the certificate's DER encoding."""
     der = certificate.public_bytes(Encoding.DER)
@@ -102,6 +117,22 @@ def purposes_of(certificate: x509.Certificate) -> frozenset[Purpose]:
         return frozenset()
     found = (Purpose.from_oid(oid) for oid in eku)
     return frozenset(p for p in found if p is not None)
+
+
+def usage_period(certificate: x509.Certificate) -> tuple[datetime, datetime] | None:
+    """The private-key usage period (RFC 3280 §4.2.1.4, OID 2.5.29.16) as aware UTC datetimes.
+
+    Signer certificates outlive the months their key signs; this extension says which months.
+    None when the certificate has no such extension or leaves either end open.
+    """
+    try:
+        period = certificate.extensions.get_extension_for_class(x509.PrivateKeyUsagePeriod).value
+    except x509.ExtensionNotFound:
+        return None
+    if period.not_before is None or period.not_after is None:
+        return None
+    # cryptography returns naive datetimes for this extension; they are UTC (GeneralizedTime Z).
+    return period.not_before.replace(tzinfo=UTC), period.not_after.replace(tzinfo=UTC)
 
 
 def signed_by(certificate: x509.Certificate, issuer: x509.Certificate) -> bool:
@@ -146,11 +177,13 @@ def check_signer(
             raise UntrustedSignerError(
                 f"the signer certificate {kid(certificate).hex()} is revoked by the root"
             )
+    if not root.not_valid_before_utc <= now <= root.not_valid_after_utc:
+        raise UntrustedSignerError("the pinned root certificate is outside its validity")
     if not certificate.not_valid_before_utc <= now <= certificate.not_valid_after_utc:
         raise UntrustedSignerError(
             f"the signer certificate {kid(certificate).hex()} is outside its validity"
         )
-    if _is_ca(certificate) or purpose not in purposes_of(certificate):
+    if _is_ca(certificate) or not _may_sign(certificate) or purpose not in purposes_of(certificate):
         raise WrongPurposeError(f"the signer is not authorised to sign {purpose.value} documents")
 
 
@@ -161,7 +194,15 @@ def _is_ca(certificate: x509.Certificate) -> bool:
         return False
 
 
-def hash_for(algorithm: Algorithm) -> hashes.HashAlgorithm:
+def _may_sign(certificate: x509.Certificate) -> bool:
+    # A key usage that leaves out digitalSignature forbids signing documents (RFC 5280 4.2.1.3).
+    try:
+        usage = certificate.extensions.get_extension_for_class(x509.KeyUsage).value
+    except x509.ExtensionNotFound:
+        return True
+    return bool(usage.digital_signature)
+
+
+def hash_for(algorithm: Algorithm) -> hashes.SHA256 | hashes.SHA384:
     """The hash an algorithm signs with."""
     return hashes.SHA384() if algorithm is Algorithm.ES384 else hashes.SHA256()
-
