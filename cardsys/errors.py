@@ -123,6 +123,12 @@ class ActiveCardExistsError(LifecycleError):
     code = "active_card_exists"
 
 
+class ReviewPendingError(LifecycleError):
+    """The resident was enrolled as a possible duplicate and waits for a supervisor's review."""
+
+    code = "review_pending"
+
+
 # --- audit -------------------------------------------------------------------------------
 
 
@@ -215,6 +221,16 @@ class SecureMessagingError(ChipError):
     """A Secure Messaging response failed its MAC, counter or padding check."""
 
     code = "secure_messaging"
+
+
+class SecureMessagingAbortedError(SecureMessagingError):
+    """The card answered a protected command with a bare status word: it ended the session."""
+
+    code = "secure_messaging_aborted"
+
+    def __init__(self, message: str, sw: int = 0) -> None:
+        super().__init__(message)
+        self.sw = sw
 
 
 class AccessDeniedError(ChipError):

@@ -1,0 +1,259 @@
+"""The database model: SQLAlchemy 2.x typed ORM, one module.
+
+Timestamps are UTC-aware on every backend (`UtcDateTime`). Enums are stored as their string
+values (not native enum types) so adding a member needs no schema migration.
+"""
+
+from __future__ import annotations
+
+import enum
+from datetime import UTC, date, datetime
+from typing import Any, ClassVar
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Date,
+    DateTime,
+    Dialect,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    String,
+    TypeDecorator,
+    UniqueConstraint,
+    text,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+from cardsys.lifecycle import CardKind, CardStatus, Reason
+
+
+class UtcDateTime(TypeDecorator[datetime]):
+    """A timezone-aware UTC datetime on every backend (SQLite stores it naive)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to a UTC column")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def _enum(enum_class: type[enum.Enum], length: int = 24) -> Any:
+    from sqlalchemy import Enum
+
+    return Enum(
+        enum_class,
+        native_enum=False,
+        create_constraint=False,
+        length=length,
+        values_callable=lambda members: [m.value for m in members],
+    )
+
+
+class Base(DeclarativeBase):
+    type_annotation_map: ClassVar[dict[Any, Any]] = {
+        datetime: UtcDateTime(),
+        dict[str, Any]: JSON(),
+    }
+
+
+class Role(enum.StrEnum):
+    CLERK = "clerk"
+    SUPERVISOR = "supervisor"
+    AUDITOR = "auditor"
+    #: Operator management and the key ceremony; no card transitions (separation of duties).
+    ADMIN = "admin"
+
+
+class Sex(enum.StrEnum):
+    FEMALE = "F"
+    MALE = "M"
+    UNSPECIFIED = "X"
+
+
+class Office(Base):
+    __tablename__ = "offices"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    code: Mapped[str] = mapped_column(String(16), unique=True)
+    name: Mapped[str] = mapped_column(String(200))
+    region: Mapped[str] = mapped_column(String(6))
+    created_at: Mapped[datetime]
+
+
+class Operator(Base):
+    __tablename__ = "operators"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    login: Mapped[str] = mapped_column(String(64), unique=True)
+    name: Mapped[str] = mapped_column(String(200))
+    role: Mapped[Role] = mapped_column(_enum(Role))
+    office_id: Mapped[int | None] = mapped_column(ForeignKey("offices.id"))
+    #: argon2id hash; None for an operator who only uses the CLI on the office machine.
+    password_hash: Mapped[str | None] = mapped_column(String(200))
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    failed_logins: Mapped[int] = mapped_column(Integer, default=0)
+    locked_until: Mapped[datetime | None]
+    created_at: Mapped[datetime]
+
+    office: Mapped[Office | None] = relationship(lazy="joined")
+
+
+class Photo(Base):
+    """A portrait, stored once however many cards show it."""
+
+    __tablename__ = "photos"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    sha256: Mapped[str] = mapped_column(String(64), unique=True)
+    media_type: Mapped[str] = mapped_column(String(32))
+    content: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class Resident(Base):
+    __tablename__ = "residents"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    id_number: Mapped[str] = mapped_column(String(18), unique=True)
+    surname: Mapped[str] = mapped_column(String(100))
+    given_names: Mapped[str] = mapped_column(String(100))
+    sex: Mapped[Sex] = mapped_column(_enum(Sex, 1))
+    birth_date: Mapped[date] = mapped_column(Date)
+    #: Current region of residence (6-digit code); the ID number keeps the one at birth.
+    region: Mapped[str] = mapped_column(String(6))
+    #: Insurance schemes the resident belongs to, space separated codes.
+    schemes: Mapped[str] = mapped_column(String(200), default="")
+    photo_id: Mapped[int | None] = mapped_column(ForeignKey("photos.id"))
+    office_id: Mapped[int] = mapped_column(ForeignKey("offices.id"))
+    #: Set when enrolled despite a possible duplicate; cards wait for a supervisor's review.
+    review_required: Mapped[bool] = mapped_column(Boolean, default=False)
+    deceased: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime]
+    created_by_id: Mapped[int] = mapped_column(ForeignKey("operators.id"))
+
+    photo: Mapped[Photo | None] = relationship(lazy="select")
+    office: Mapped[Office] = relationship(lazy="joined")
+    cards: Mapped[list[Card]] = relationship(
+        back_populates="resident", order_by="Card.id", lazy="select"
+    )
+
+    __table_args__ = (Index("ix_residents_lookup", "surname", "birth_date", "region"),)
+
+
+class Card(Base):
+    __tablename__ = "cards"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    number: Mapped[str] = mapped_column(String(14), unique=True)
+    kind: Mapped[CardKind] = mapped_column(_enum(CardKind, 8))
+    status: Mapped[CardStatus] = mapped_column(_enum(CardStatus, 16))
+    #: Optimistic locking: every UPDATE checks and bumps it; a lost race raises ConflictError.
+    version: Mapped[int] = mapped_column(Integer, nullable=False)
+    resident_id: Mapped[int] = mapped_column(ForeignKey("residents.id"))
+    office_id: Mapped[int] = mapped_column(ForeignKey("offices.id"))
+    maker_id: Mapped[int] = mapped_column(ForeignKey("operators.id"))
+    approver_id: Mapped[int | None] = mapped_column(ForeignKey("operators.id"))
+    #: The card this one replaces or renews.
+    predecessor_id: Mapped[int | None] = mapped_column(ForeignKey("cards.id"))
+    #: Digital cards: the physical card whose holder they belong to.
+    parent_id: Mapped[int | None] = mapped_column(ForeignKey("cards.id"))
+    status_reason: Mapped[Reason | None] = mapped_column(_enum(Reason))
+    created_at: Mapped[datetime]
+    status_changed_at: Mapped[datetime]
+    issue_date: Mapped[date | None] = mapped_column(Date)
+    expiry_date: Mapped[date | None] = mapped_column(Date)
+    #: Position in the published status lists (shard number, index inside the shard).
+    status_list: Mapped[int | None] = mapped_column(Integer)
+    status_index: Mapped[int | None] = mapped_column(Integer)
+    #: Chip cards: what personalization wrote (never the AA private key).
+    chip_serial: Mapped[str | None] = mapped_column(String(32))
+    sod_sha256: Mapped[str | None] = mapped_column(String(64))
+    aa_public_key: Mapped[bytes | None] = mapped_column(LargeBinary)
+    #: Digital cards: the phone's public key (COSE_Key, CBOR) and its thumbprint.
+    device_key: Mapped[bytes | None] = mapped_column(LargeBinary)
+    device_thumbprint: Mapped[str | None] = mapped_column(String(64), unique=True)
+
+    resident: Mapped[Resident] = relationship(back_populates="cards", lazy="joined")
+    office: Mapped[Office] = relationship(lazy="joined")
+    maker: Mapped[Operator] = relationship(foreign_keys=[maker_id], lazy="select")
+    approver: Mapped[Operator | None] = relationship(foreign_keys=[approver_id], lazy="select")
+
+    __mapper_args__ = {"version_id_col": version}  # noqa: RUF012 (SQLAlchemy reads it)
+    __table_args__ = (
+        # The database itself holds the rule "at most one active physical card a resident".
+        Index(
+            "uq_cards_one_active_physical",
+            "resident_id",
+            unique=True,
+            sqlite_where=text("kind = 'physical' AND status = 'active'"),
+            postgresql_where=text("kind = 'physical' AND status = 'active'"),
+        ),
+        Index("ix_cards_resident", "resident_id"),
+        Index("ix_cards_status_expiry", "status", "expiry_date"),
+        UniqueConstraint("status_list", "status_index", name="uq_cards_status_slot"),
+    )
+
+
+class CardNumberCounter(Base):
+    """The next serial per (agency prefix, province): allocated in the card's own transaction,
+    so a rolled-back card leaves no gap and two transactions never get the same serial."""
+
+    __tablename__ = "card_number_counters"
+
+    prefix: Mapped[str] = mapped_column(String(2), primary_key=True)
+    province: Mapped[str] = mapped_column(String(2), primary_key=True)
+    next_serial: Mapped[int] = mapped_column(BigInteger)
+
+
+class AuditEvent(Base):
+    """One link of the append-only, hash-chained audit log (see cardsys.audit)."""
+
+    __tablename__ = "audit_events"
+
+    seq: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    at: Mapped[datetime]
+    actor: Mapped[str] = mapped_column(String(64))
+    office: Mapped[str | None] = mapped_column(String(16))
+    tag: Mapped[str] = mapped_column(String(64), index=True)
+    subject: Mapped[str] = mapped_column(String(128), index=True)
+    details: Mapped[dict[str, Any]]
+    prev_hash: Mapped[str] = mapped_column(String(64))
+    hash: Mapped[str] = mapped_column(String(64))
+
+
+class AuditHead(Base):
+    """The chain's head, one row: locked while a transaction appends, so the sequence has no
+    gaps and no forks; it also reveals deletion of the newest events."""
+
+    __tablename__ = "audit_head"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    seq: Mapped[int] = mapped_column(BigInteger)
+    hash: Mapped[str] = mapped_column(String(64))
+
+
+class AuditCheckpoint(Base):
+    """A signature by the audit key over the chain head at some point."""
+
+    __tablename__ = "audit_checkpoints"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    seq: Mapped[int] = mapped_column(BigInteger)
+    hash: Mapped[str] = mapped_column(String(64))
+    at: Mapped[datetime]
+    kid: Mapped[str] = mapped_column(String(16))
+    signature: Mapped[bytes] = mapped_column(LargeBinary)
+
