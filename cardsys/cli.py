@@ -469,6 +469,27 @@ def _office_code(actor: Operator) -> str:
     return actor.office.code
 
 
+# --- development ----------------------------------------------------------------------------
+
+
+@cli.group()
+def demo() -> None:
+    """A demonstration office for development instances."""
+
+
+@demo.command("seed")
+@pass_app
+def demo_seed(app: App) -> None:
+    """Create (once) the DEMO office, its operators and residents; print the logins."""
+    from issuance import demo as demo_service
+
+    with app.db.transaction() as session:
+        logins = demo_service.seed(session, app.settings, now=now_utc())
+    click.echo(f"demo office {demo_service.OFFICE} (DEVELOPMENT DATA); logins:")
+    for entry in logins:
+        click.echo(f"  {entry.login:<12} {entry.password}   ({entry.role.value})")
+
+
 # --- entry point --------------------------------------------------------------------------
 
 
