@@ -1,0 +1,96 @@
+"""Base45 (RFC 9285): bytes as QR-code alphanumeric text.
+
+Two bytes [a, b] become n = 256a + b written as three base-45 digits c + 45d + 2025e, least
+significant first; a trailing single byte becomes two digits. Decoding is strict, so every
+byte string has exactly one encoding and every accepted text exactly one decoding:
+
+- only the 45 characters of the alphabet (upper case; no whitespace: callers strip it);
+- a length that is not 1 modulo 3 (a lone trailing character cannot hold a byte);
+- each triplet at most 65535 and a trailing pair at most 255 (RFC 9285 §4.2: "it is an error").
+
+Decoding sits on the verifier's hot path, so it does no per-character Python work: the text
+is mapped to digit values with one `bytes.translate`, invalid characters are found with one
+search, and the triplets are combined all at once by treating the digit columns as 32-bit
+lanes of three big integers (n = c + 45d + 2025e stays below 2^17, so lanes never carry into
+each other). A triplet over 65535 shows up as a non-zero third byte in its lane.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+from cardsys.errors import DecodeError
+
+__all__ = ["ALPHABET", "decode", "encode"]
+
+#: RFC 9285 §4: the 45 characters, in digit order.
+ALPHABET: Final = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ $%*+-./:"
+
+_INVALID: Final = 0xFF
+# Maps an ASCII byte to its digit value; everything else to 0xFF.
+_DIGITS: Final = bytes(
+    ALPHABET.index(chr(code)) if chr(code) in ALPHABET else _INVALID for code in range(256)
+)
+
+
+def encode(data: bytes) -> str:
+    """Encode bytes as Base45 text (RFC 9285 §4)."""
+    alphabet = ALPHABET
+    out: list[str] = []
+    end = len(data) - len(data) % 2
+    for i in range(0, end, 2):
+        rest, c = divmod(data[i] << 8 | data[i + 1], 45)
+        e, d = divmod(rest, 45)
+        out.append(alphabet[c] + alphabet[d] + alphabet[e])
+    if end < len(data):
+        d, c = divmod(data[end], 45)
+        out.append(alphabet[c] + alphabet[d])
+    return "".join(out)
+
+
+def decode(text: str) -> bytes:
+    """Decode Base45 text (RFC 9285 §4) strictly (rules: module docstring).
+
+    Raises:
+        DecodeError: a character outside the alphabet, a length of 1 modulo 3, or a group
+            whose value does not fit its bytes.
+    """
+    if not isinstance(text, str):
+        raise DecodeError(f"Base45 input must be text, not {type(text).__name__}")
+    if not text.isascii():
+        raise DecodeError("Base45 text contains a non-ASCII character")
+    groups, tail = divmod(len(text), 3)
+    if tail == 1:
+        raise DecodeError(f"Base45 text of length {len(text)} cannot be decoded (length % 3 == 1)")
+    digits = text.encode("ascii").translate(_DIGITS)
+    bad = digits.find(_INVALID)
+    if bad >= 0:
+        raise DecodeError(f"invalid Base45 character {text[bad]!r} at position {bad}")
+    out = bytearray(2 * groups + (tail == 2))
+    if groups:
+        _decode_groups(digits, groups, out)
+    if tail:
+        value = digits[-2] + 45 * digits[-1]
+        if value > 0xFF:
+            raise DecodeError("the final Base45 pair encodes a value above 255")
+        out[-1] = value
+    return bytes(out)
+
+
+def _decode_groups(digits: bytes, groups: int, out: bytearray) -> None:
+    span = 3 * groups
+    lanes = bytearray(4 * groups)
+    # Each digit column, spread into the low byte of little-endian 32-bit lanes.
+    lanes[0::4] = digits[0:span:3]
+    low = int.from_bytes(lanes, "little")
+    lanes[0::4] = digits[1:span:3]
+    middle = int.from_bytes(lanes, "little")
+    lanes[0::4] = digits[2:span:3]
+    high = int.from_bytes(lanes, "little")
+    values = (low + 45 * middle + 2025 * high).to_bytes(4 * groups, "little")
+    if values[2::4] != bytes(groups):
+        first = next(i for i, byte in enumerate(values[2::4]) if byte)
+        raise DecodeError(f"the Base45 group at position {3 * first} encodes a value above 65535")
+    # Each 16-bit value becomes two bytes, most significant first.
+    out[0 : 2 * groups : 2] = values[1::4]
+    out[1 : 2 * groups : 2] = values[0::4]
