@@ -7,9 +7,11 @@ the DER form the `Signer` protocol promises. `KeyStore.sign` verifies each signa
 is returned.
 
 Login state in PKCS#11 belongs to the whole application, not to a session: once one session is
-logged in, a second `C_Login` answers "already logged in" whatever PIN it carries. To keep a
-wrong PIN from slipping through that way, this module remembers (as a keyed hash, per token)
-the PIN that logged in and compares every later PIN with it.
+logged in, a second `C_Login` answers "already logged in" whatever PIN it carries, and closing
+any logged-in session logs every session out. So the stores of one process that open the same
+token share one logged-in session (and a lock: a session is not safe for concurrent use), kept
+until the last of them closes; a later store's PIN is compared with the one that logged in
+(kept only as a keyed hash), so a wrong PIN cannot slip through as "already logged in".
 """
 
 from __future__ import annotations
@@ -45,11 +47,15 @@ _COORDINATE_SIZE = {Algorithm.ES256: 32, Algorithm.ES384: 48}
 
 @dataclass
 class _Login:
+    """The logged-in session on one token, shared by every store open on it."""
+
+    session: pkcs11.Session
     pin_mac: bytes
     stores: int
+    lock: threading.RLock
 
 
-# Per-process: (module path, token label) -> who logged in. Guarded by _LOGIN_LOCK.
+# Per-process: (module path, token label) -> its logged-in session. Guarded by _LOGIN_LOCK.
 _LOGINS: dict[tuple[str, str], _Login] = {}
 _LOGIN_LOCK = threading.Lock()
 _PIN_KEY = secrets.token_bytes(32)
@@ -74,7 +80,6 @@ class Pkcs11KeyStore(KeyStore):
         if not pin:
             raise KeyStoreError("no PKCS#11 PIN: set CARDSYS_PKCS11_PIN")
         self._login_key = (module, token_label)
-        self._lock = threading.RLock()
         self._public: dict[KeyRef, ec.EllipticCurvePublicKey] = {}
         try:
             library = pkcs11.lib(module)
@@ -86,22 +91,23 @@ class Pkcs11KeyStore(KeyStore):
             raise KeyStoreError(f"no PKCS#11 token labelled {token_label!r}") from exc
         except pkcs11.PKCS11Error as exc:
             raise KeyStoreError(f"cannot select PKCS#11 token {token_label!r}") from exc
-        self._session = self._log_in(pin)
+        self._login = self._log_in(pin)
+        self._session = self._login.session
+        self._lock = self._login.lock
         self._closed = False
 
     def __repr__(self) -> str:
         return f"Pkcs11KeyStore(token={self._login_key[1]!r})"
 
-    def _log_in(self, pin: str) -> pkcs11.Session:
+    def _log_in(self, pin: str) -> _Login:
         label = self._login_key[1]
         with _LOGIN_LOCK:
             current = _LOGINS.get(self._login_key)
             if current is not None:
                 if not hmac.compare_digest(current.pin_mac, _pin_mac(pin)):
                     raise WrongPinError(f"the PKCS#11 token {label!r} refused the PIN")
-                session = self._call(lambda: self._token.open(rw=True))
                 current.stores += 1
-                return session
+                return current
             try:
                 session = self._token.open(rw=True, user_pin=pin)
             except (pkcs11.PinIncorrect, pkcs11.PinInvalid, pkcs11.PinLenRange) as exc:
@@ -114,21 +120,22 @@ class Pkcs11KeyStore(KeyStore):
                 ) from exc
             except pkcs11.PKCS11Error as exc:
                 raise KeyStoreError(f"cannot open a session on PKCS#11 token {label!r}") from exc
-            _LOGINS[self._login_key] = _Login(pin_mac=_pin_mac(pin), stores=1)
-            return session
+            login = _Login(session, _pin_mac(pin), stores=1, lock=threading.RLock())
+            _LOGINS[self._login_key] = login
+            return login
 
     def close(self) -> None:
-        """Close the session; the last store on a token logs it out."""
-        with self._lock, _LOGIN_LOCK:
+        """Leave the shared session; the last store on a token closes it (and logs out)."""
+        with _LOGIN_LOCK, self._lock:
             if self._closed:
                 return
             self._closed = True
             self._public.clear()
-            login = _LOGINS.get(self._login_key)
-            if login is not None:
-                login.stores -= 1
-                if login.stores <= 0:
-                    del _LOGINS[self._login_key]
+            self._login.stores -= 1
+            if self._login.stores > 0:
+                return
+            if _LOGINS.get(self._login_key) is self._login:
+                del _LOGINS[self._login_key]
             try:
                 self._session.close()
             except pkcs11.PKCS11Error:
