@@ -384,6 +384,24 @@ class RollbackError(TrustListError):
     code = "trust_list_rollback"
 
 
+class TrustListSignatureError(TrustListError):
+    """The trust list's signature does not verify with the key it names: it was altered."""
+
+    code = "trust_list_signature"
+
+
+class TrustListSignerError(TrustListError):
+    """The trust list is signed by neither the pinned root nor a valid trust-list signer."""
+
+    code = "trust_list_signer"
+
+
+class CrlError(TrustListError):
+    """The CRL in a trust list is malformed, or not issued and signed by the pinned root."""
+
+    code = "bad_crl"
+
+
 class ChipAccessError(VerificationError):
     """The terminal could not open Secure Messaging with the card (wrong access key, bad MAC)."""
 
