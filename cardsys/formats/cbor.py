@@ -182,7 +182,8 @@ def dumps(obj: object, *, max_depth: int = DEFAULT_MAX_DEPTH) -> bytes:
 # --- decoding ------------------------------------------------------------------------------
 
 # What the scanner does with each possible initial byte: (kind, argument bytes, additional info).
-_INT, _SIMPLE, _STRING, _ARRAY, _MAP, _TAG, _INDEFINITE, _RESERVED, _BAD_SIMPLE = range(9)
+# Only _INT and _STRING may be map keys (they sort first, so one comparison tells).
+_INT, _STRING, _SIMPLE, _ARRAY, _MAP, _TAG, _INDEFINITE, _RESERVED, _BAD_SIMPLE = range(9)
 
 
 def _head_table() -> tuple[tuple[int, int, int], ...]:
@@ -241,12 +242,12 @@ def _scan(data: bytes, max_depth: int, max_items: int, tags: Collection[int]) ->
                 raise DecodeError("truncated CBOR: an item head is cut short")
             arg = data[pos] if size == 1 else int.from_bytes(data[pos : pos + size], "big")
             pos += size
-        if kind <= _SIMPLE:
-            continue
         if kind == _STRING:
             pos += arg
             if pos > end:
                 raise DecodeError("CBOR string length exceeds the input")
+            continue
+        if kind <= _SIMPLE:
             continue
         if kind in (_ARRAY, _MAP):
             count = arg if kind == _ARRAY else 2 * arg
