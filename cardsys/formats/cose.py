@@ -275,8 +275,8 @@ def sign1(
     sign: Callable[[bytes], bytes],
     alg: Algorithm,
     kid: bytes | None,
-    protected_extra: Mapping[int | str, Any] | None = None,
-    unprotected: Mapping[int | str, Any] | None = None,
+    protected_extra: Mapping[Any, Any] | None = None,
+    unprotected: Mapping[Any, Any] | None = None,
     external_aad: bytes = b"",
 ) -> Sign1:
     """Build and sign a COSE_Sign1 message over `payload` with an ECDSA signer.

@@ -102,13 +102,12 @@ def from_numeric_date(value: object) -> datetime:
     return datetime.fromtimestamp(value, tz=UTC)
 
 
-def get_time(claims: Mapping[int | str, Any], key: int) -> datetime | None:
+def get_time(claims: Mapping[Any, Any], key: int) -> datetime | None:
     """A time claim (exp, nbf, iat) as a datetime, or None when absent."""
-    value = claims.get(key)
-    return None if value is None else from_numeric_date(value)
+    return from_numeric_date(claims[key]) if key in claims else None
 
 
-def check_times(claims: Mapping[int | str, Any], *, now: datetime, skew: timedelta) -> None:
+def check_times(claims: Mapping[Any, Any], *, now: datetime, skew: timedelta) -> None:
     """Raise unless the claims are valid at `now`, allowing `skew` of clock difference.
 
     Rules: `exp` must be present, and `now` must be before `exp + skew`; `nbf` and `iat`, when
@@ -124,18 +123,19 @@ def check_times(claims: Mapping[int | str, Any], *, now: datetime, skew: timedel
         raise ValidationError("now must be a timezone-aware datetime")
     if skew < timedelta(0):
         raise ValidationError("the clock-skew allowance cannot be negative")
+    # Read every time claim before judging any, so a malformed one is never masked.
     expires = get_time(claims, EXP)
+    not_before = {"nbf": get_time(claims, NBF), "iat": get_time(claims, IAT)}
     if expires is None:
         raise DecodeError("the token has no expiry (exp claim)")
     if now >= expires + skew:
         raise ExpiredError(f"expired at {expires.isoformat()}")
-    for key, name in ((NBF, "nbf"), (IAT, "iat")):
-        moment = get_time(claims, key)
+    for name, moment in not_before.items():
         if moment is not None and moment > now + skew:
             raise NotYetValidError(f"not valid before {moment.isoformat()} ({name})")
 
 
-def encode_claims(claims: Mapping[int | str, Any]) -> bytes:
+def encode_claims(claims: Mapping[Any, Any]) -> bytes:
     """Encode a claims set as deterministic CBOR.
 
     Raises:

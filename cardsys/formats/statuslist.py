@@ -272,7 +272,7 @@ def parse_status_list(data: bytes, *, max_size: int = DEFAULT_MAX_SIZE) -> Parse
     )
 
 
-def _ttl(claims: Mapping[int | str, Any]) -> timedelta | None:
+def _ttl(claims: Mapping[Any, Any]) -> timedelta | None:
     value = claims.get(cwt.TTL)
     if value is None:
         return None
