@@ -100,17 +100,22 @@ class Faults:
     clone_aa_key: bool = False  # answer INTERNAL AUTHENTICATE with a key not matching DG15
 
 
-def _atr() -> bytes:
-    # TS=3B, T0: TD1 follows + historical byte count; TD1=80 (TD2 follows, T=0 field),
-    # TD2=01 (T=1): the PC/SC contactless style. TCK = XOR of T0..last historical byte.
-    body = bytes([0x80 | len(ATR_HISTORICAL), 0x80, 0x01]) + ATR_HISTORICAL
+def build_atr(historical: bytes) -> bytes:
+    """An ATR with up to 15 historical bytes (ISO/IEC 7816-3 §8.2).
+
+    TS=3B; T0 = TD1 follows + the historical byte count; TD1=80 (TD2 follows, T=0 field);
+    TD2=01 (T=1): the PC/SC contactless style. TCK = XOR of T0 .. the last historical byte.
+    """
+    if len(historical) > 15:
+        raise ChipError("an ATR holds at most 15 historical bytes")
+    body = bytes([0x80 | len(historical), 0x80, 0x01]) + bytes(historical)
     tck = 0
     for byte in body:
         tck ^= byte
     return b"\x3b" + body + bytes([tck])
 
 
-ATR = _atr()
+ATR = build_atr(ATR_HISTORICAL)
 
 
 @dataclass

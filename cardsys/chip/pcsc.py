@@ -17,6 +17,9 @@ from typing import Any
 from cardsys.chip.apdu import INS_GET_RESPONSE, CommandApdu
 from cardsys.errors import DecodeError, ReaderError
 
+#: The ATR our card emulator's empty slots show (`cardsys.chip.vpcd.EMPTY_SLOT_ATR`).
+EMPTY_SLOT_ATR = bytes.fromhex("3B878001") + b"NO CARD" + bytes([0x33])
+
 _MAX_CHAINED = 64  # GET RESPONSE rounds before we call the card broken
 
 
@@ -63,6 +66,9 @@ class PcscTransport:
             raise ReaderError(f"no card in reader {self.reader_name}") from None
         except exceptions.CardConnectionException as exc:
             raise ReaderError(f"cannot connect to {self.reader_name}: {exc}") from None
+        if self.atr == EMPTY_SLOT_ATR:
+            self._connection.disconnect()
+            raise ReaderError(f"no card in reader {self.reader_name}")
         self.apdu_count = 0
 
     @property

@@ -10,8 +10,8 @@ We run in **reverse mode** (reader.conf ``DEVICENAME 127.0.0.1:0x8C7B``): vpcd c
 us, one connection per slot, slot *n* on port 35963 + *n*. Every slot's port must be listening
 before pcscd starts (pcscd aborted with "bit out of range 0 - FD_SETSIZE" when one was closed),
 so `VpcdServer.start` binds all of them at once, card or no card. `insert` / `remove` swap the
-card in a slot like a hand at a reader: the current connection is dropped, vpcd reconnects and
-sees the new card (or none).
+card in a slot like a hand at a reader; the connection to vpcd stays open (see
+`EMPTY_SLOT_ATR` for why), so stop pcscd before stopping the server.
 
 Only loopback addresses are accepted as the listening host: a card emulator is a test and
 bureau tool, never a network service.
@@ -28,7 +28,7 @@ import threading
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-from cardsys.chip.emulator import Card
+from cardsys.chip.emulator import Card, build_atr
 from cardsys.errors import ChipError
 
 DEFAULT_PORTS = (35963, 35964)
@@ -36,6 +36,13 @@ CONTROL_POWER_OFF = 0
 CONTROL_POWER_ON = 1
 CONTROL_RESET = 2
 CONTROL_ATR = 4
+#: What an empty slot shows. In reverse mode vpcd cannot be told "no card": an empty ATR makes
+#: it drop the connection, and Debian's vpcd 3.3 then hands pcscd 1.9.9 an invalid descriptor
+#: (pcscd aborts: "bit out of range 0 - FD_SETSIZE"). So a slot always holds *something*:
+#: this ATR ("NO CARD" in its historical bytes) and 6A82 to every APDU. `PcscTransport`
+#: reports a reader showing it as having no card.
+EMPTY_SLOT_ATR = build_atr(b"NO CARD")
+EMPTY_SLOT_SW = b"\x6a\x82"
 _POLL = 0.1
 _IO_TIMEOUT = 10.0
 
@@ -46,13 +53,24 @@ class _Closed(Exception):
     """The peer closed the connection."""
 
 
+def _quick_ack(conn: socket.socket) -> None:
+    # vpcd writes the 2-byte length and the payload in two send() calls; with Nagle on its side
+    # and delayed ACKs on ours every exchange would stall ~40 ms. Linux resets QUICKACK after
+    # each receive, so it is set again every time.
+    option = getattr(socket, "TCP_QUICKACK", None)
+    if option is not None:
+        conn.setsockopt(socket.IPPROTO_TCP, option, 1)
+
+
 def _recv_exact(conn: socket.socket, size: int) -> bytes:
     chunks = bytearray()
     while len(chunks) < size:
+        _quick_ack(conn)
         part = conn.recv(size - len(chunks))
         if not part:
             raise _Closed
         chunks += part
+    _quick_ack(conn)
     return bytes(chunks)
 
 
@@ -127,14 +145,12 @@ class VpcdServer:
         """Put `card` into a slot (replacing any card there); the reader sees a new card."""
         target = self._slot(slot)
         card.reset()
-        target.card = card
-        target.drop_connection()
+        target.card = card  # the connection stays: closing it would abort pcscd (see above)
 
     def remove(self, slot: int = 0) -> Card | None:
         """Take the card out of a slot; return it."""
         target = self._slot(slot)
         card, target.card = target.card, None
-        target.drop_connection()
         return card
 
     def card(self, slot: int = 0) -> Card | None:
@@ -179,6 +195,7 @@ class VpcdServer:
             except OSError:
                 continue
             conn.settimeout(_IO_TIMEOUT)
+            conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             with slot.lock:
                 slot.conn = conn
             try:
@@ -200,15 +217,14 @@ class VpcdServer:
             if len(payload) == 1:
                 self._control(conn, card, payload[0])
             elif card is None:
-                _send(conn, b"")  # no card: vpcd drops the connection and polls again
-                return
+                _send(conn, EMPTY_SLOT_SW)
             else:
                 _send(conn, self._process(card, payload))
 
     @staticmethod
     def _control(conn: socket.socket, card: Card | None, code: int) -> None:
         if code == CONTROL_ATR:
-            _send(conn, card.atr if card is not None else b"")
+            _send(conn, card.atr if card is not None else EMPTY_SLOT_ATR)
         elif code in (CONTROL_POWER_OFF, CONTROL_POWER_ON, CONTROL_RESET):
             if card is not None:
                 card.reset()
