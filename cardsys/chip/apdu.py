@@ -90,6 +90,8 @@ class CommandApdu:
     @property
     def is_extended(self) -> bool:
         """Whether `encode` uses the extended length fields."""
+        if not self.data and self.le is None:
+            return False  # case 1 has no length fields at all
         return (
             self.extended
             or len(self.data) > MAX_SHORT_LC
@@ -145,7 +147,7 @@ class CommandApdu:
     def _decode_extended(cls, cla: int, ins: int, p1: int, p2: int, body: bytes) -> CommandApdu:
         if len(body) == 3:
             le = int.from_bytes(body[1:3], "big") or MAX_EXTENDED_LE
-            return cls(cla, ins, p1, p2, le=le, extended=True)
+            return cls._extended(cla, ins, p1, p2, b"", le)
         if len(body) < 3:
             raise DecodeError("extended APDU length field cut short")
         lc = int.from_bytes(body[1:3], "big")
@@ -153,11 +155,19 @@ class CommandApdu:
             raise DecodeError("extended APDU with Lc 0")
         data_end = 3 + lc
         if len(body) == data_end:
-            return cls(cla, ins, p1, p2, body[3:], extended=True)
+            return cls._extended(cla, ins, p1, p2, body[3:], None)
         if len(body) == data_end + 2:
             le = int.from_bytes(body[data_end:], "big") or MAX_EXTENDED_LE
-            return cls(cla, ins, p1, p2, body[3:data_end], le=le, extended=True)
+            return cls._extended(cla, ins, p1, p2, body[3:data_end], le)
         raise DecodeError(f"extended APDU Lc {lc} does not match a body of {len(body)} bytes")
+
+    @classmethod
+    def _extended(
+        cls, cla: int, ins: int, p1: int, p2: int, data: bytes, le: int | None
+    ) -> CommandApdu:
+        # `extended` records only a *forced* extended encoding, so decode(encode(x)) == x.
+        needed = len(data) > MAX_SHORT_LC or (le is not None and le > MAX_SHORT_LE)
+        return cls(cla, ins, p1, p2, data, le, extended=not needed)
 
 
 @dataclass(frozen=True)
