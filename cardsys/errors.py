@@ -129,6 +129,13 @@ class ReviewPendingError(LifecycleError):
     code = "review_pending"
 
 
+class CardNotActiveError(LifecycleError):
+    """The card (or the physical card behind a digital one) is not active: nothing new is
+    issued for it (activation code, digital card, credential refresh)."""
+
+    code = "card_not_active"
+
+
 # --- audit -------------------------------------------------------------------------------
 
 
