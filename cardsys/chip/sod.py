@@ -26,7 +26,7 @@ from types import MappingProxyType
 from asn1crypto import algos, cms, core
 from asn1crypto import x509 as asn1_x509
 from cryptography import x509
-from cryptography.exceptions import InvalidSignature
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import Encoding
@@ -48,7 +48,16 @@ _HASHES: Mapping[str, type[hashes.HashAlgorithm]] = {
     "sha512": hashes.SHA512,
 }
 _SIGNATURE_HASH = {"sha256_ecdsa": "sha256", "sha384_ecdsa": "sha384", "sha512_ecdsa": "sha512"}
-_PARSE_ERRORS = (ValueError, TypeError, KeyError, IndexError, OverflowError, AttributeError)
+_PARSE_ERRORS = (
+    ValueError,
+    TypeError,
+    KeyError,
+    IndexError,
+    OverflowError,
+    AttributeError,
+    UnsupportedAlgorithm,
+    x509.InvalidVersion,
+)
 
 
 class DataGroupHash(core.Sequence):  # type: ignore[misc]
@@ -243,11 +252,15 @@ def _parse_content_info(der: bytes) -> ParsedSod:
     content_type, message_digest, signing_time = _parse_attrs(attrs)
     if content_type != LDS_SECURITY_OBJECT:
         raise DecodeError("EF.SOD contentType attribute differs from the content")
-    cert_der = certificates[0].chosen.dump()
+    certificate = x509.load_der_x509_certificate(certificates[0].chosen.dump())
+    # cryptography parses certificate fields lazily: touch the ones we use, so a malformed
+    # certificate is a DecodeError here rather than a ValueError later.
+    certificate.issuer.public_bytes()
+    certificate.public_key()
     return ParsedSod(
         hashes=MappingProxyType(hashes_by_dg),
         hash_algorithm=hash_name,
-        certificate=x509.load_der_x509_certificate(cert_der),
+        certificate=certificate,
         # CMS signs the attributes as a SET (tag 31), not as the [0] they travel in.
         signed_attrs=tlv.encode(0x31, attrs.contents),
         e_content=e_content,

@@ -27,7 +27,9 @@ def test_clone_with_another_key(key: ec.EllipticCurvePrivateKey) -> None:
     clone = ec.generate_private_key(ec.SECP256R1())
     challenge = os.urandom(8)
     with pytest.raises(ChipCloneError):
-        aa.check_aa(aa.public_key_info(key.public_key()), challenge, aa.sign_challenge(clone, challenge))
+        aa.check_aa(
+            aa.public_key_info(key.public_key()), challenge, aa.sign_challenge(clone, challenge)
+        )
 
 
 def test_replayed_answer_to_an_old_challenge(key: ec.EllipticCurvePrivateKey) -> None:
@@ -76,8 +78,8 @@ def test_security_infos_round_trip() -> None:
     [
         b"",
         b"\x31\x00",  # no infos
-        bytes.fromhex("3112" "3010" "0606" "67810801" "0105" "020102" "0603" "2a0304"),  # version 2
-        bytes.fromhex("310f" "300d" "0606" "67810801" "0102" "020101" "0600"),  # other protocol
+        bytes.fromhex("31123010060667810801010502010206032a0304"),  # version 2
+        bytes.fromhex("310f300d06066781080101020201010600"),  # other protocol
         b"\x31\x05\x30\x03\x02\x01",  # truncated
     ],
 )

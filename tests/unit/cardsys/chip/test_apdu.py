@@ -35,8 +35,15 @@ def test_encode_decode(command: CommandApdu, encoded: str) -> None:
 
 @pytest.mark.parametrize(
     "raw",
-    ["", "00A404", "00A4040C0301", "00A4040C0201020304", "00B0000000000000",
-     "00B000000000", "00B0000000010203"],
+    [
+        "",
+        "00A404",
+        "00A4040C0301",
+        "00A4040C0201020304",
+        "00B0000000000000",
+        "00B000000000",
+        "00B0000000010203",
+    ],
 )
 def test_malformed_commands(raw: str) -> None:
     with pytest.raises(DecodeError):
@@ -59,8 +66,13 @@ def test_header_bytes_must_be_bytes() -> None:
 
 def test_response() -> None:
     answer = ResponseApdu.decode(bytes.fromhex("01029000"))
-    assert (answer.data, answer.sw, answer.sw1, answer.sw2, answer.ok) == (b"\x01\x02", 0x9000,
-                                                                          0x90, 0, True)
+    assert (answer.data, answer.sw, answer.sw1, answer.sw2, answer.ok) == (
+        b"\x01\x02",
+        0x9000,
+        0x90,
+        0,
+        True,
+    )
     assert answer.check() == b"\x01\x02"
     with pytest.raises(ApduError) as caught:
         ResponseApdu.decode(b"\x6a\x82").check("SELECT")

@@ -16,18 +16,20 @@ RND_IC = H("4608F91988702212")
 RND_IFD = H("781723860C06C226")
 K_IFD = H("0B795240CB7049B01C19B33E32804F0B")
 K_IC = H("0B4F80323EB3191CB04970CB4052790B")
-CMD = H(
-    "72C29C2371CC9BDB65B779B8E8D37B29ECC154AA56A8799FAE2F498F76ED92F2" "5F1448EEA8AD90A7"
-)
-RESP = H(
-    "46B9342A41396CD7386BF5803104D7CEDC122B9132139BAF2EEDC94EE178534F" "2F2D235D074D7449"
-)
+CMD = H("72C29C2371CC9BDB65B779B8E8D37B29ECC154AA56A8799FAE2F498F76ED92F25F1448EEA8AD90A7")
+RESP = H("46B9342A41396CD7386BF5803104D7CEDC122B9132139BAF2EEDC94EE178534F2F2D235D074D7449")
 
 
 @pytest.mark.parametrize(
     ("text", "digit"),
-    [("L898902C<", "3"), ("690806", "1"), ("940623", "6"), ("D23145890734", "9"),
-     ("520727", "3"), ("<<<<<<", "0")],
+    [
+        ("L898902C<", "3"),
+        ("690806", "1"),
+        ("940623", "6"),
+        ("D23145890734", "9"),
+        ("520727", "3"),
+        ("<<<<<<", "0"),
+    ],
 )
 def test_check_digit(text: str, digit: str) -> None:
     assert bac.check_digit(text) == digit
@@ -53,8 +55,12 @@ def test_long_card_number_enters_whole_with_its_check_digit() -> None:
 
 @pytest.mark.parametrize(
     ("number", "birth", "expiry"),
-    [("", "690806", "940623"), ("l898902c", "690806", "940623"), ("L898902C", "69086", "940623"),
-     ("L898902C", "690806", "94-623")],
+    [
+        ("", "690806", "940623"),
+        ("l898902c", "690806", "940623"),
+        ("L898902C", "69086", "940623"),
+        ("L898902C", "690806", "94-623"),
+    ],
 )
 def test_bad_access_data(number: str, birth: str, expiry: str) -> None:
     with pytest.raises(ValidationError):

@@ -19,13 +19,24 @@ SSC = H("887022120C06C226")
 
 # (plain command, protected command, protected response, plain response) — Appendix D.4.
 EXCHANGES = [
-    ("00A4020C02011E", "0CA4020C158709016375432908C044F68E08BF8B92D635FF24F800",
-     "990290008E08FA855A5D4C50A8ED9000", "9000"),
-    ("00B0000004", "0CB000000D9701048E08ED6705417E96BA5500",
-     "8709019FF0EC34F9922651990290008E08AD55CC17140B2DED9000", "60145F019000"),
-    ("00B0000412", "0CB000040D9701128E082EA28A70F3C7B53500",
-     "871901FB9235F4E4037F2327DCC8964F1F9B8C30F42C8E2FFF224A990290008E08C8B2787EAEA07D749000",
-     "04303130365F36063034303030305C0261759000"),
+    (
+        "00A4020C02011E",
+        "0CA4020C158709016375432908C044F68E08BF8B92D635FF24F800",
+        "990290008E08FA855A5D4C50A8ED9000",
+        "9000",
+    ),
+    (
+        "00B0000004",
+        "0CB000000D9701048E08ED6705417E96BA5500",
+        "8709019FF0EC34F9922651990290008E08AD55CC17140B2DED9000",
+        "60145F019000",
+    ),
+    (
+        "00B0000412",
+        "0CB000040D9701128E082EA28A70F3C7B53500",
+        "871901FB9235F4E4037F2327DCC8964F1F9B8C30F42C8E2FFF224A990290008E08C8B2787EAEA07D749000",
+        "04303130365F36063034303030305C0261759000",
+    ),
 ]
 
 
@@ -38,10 +49,18 @@ EXCHANGES = [
         ("0036D272F5C350ACAC50C3F572D23600", 1, "3des", "979EC13B1CBFE9DCD01AB0FED307EAE5"),
         ("0036D272F5C350ACAC50C3F572D23600", 2, "3des", "F1CB1F1FB5ADF208806B89DC579DC1F8"),
         # Doc 9303 Part 11 Appendix G (PACE ECDH worked example): AES-128 session keys.
-        ("28768D20701247DAE81804C9E780EDE582A9996DB4A315020B2733197DB84925", 1, "aes",
-         "F5F0E35C0D7161EE6724EE513A0D9A7F"),
-        ("28768D20701247DAE81804C9E780EDE582A9996DB4A315020B2733197DB84925", 2, "aes",
-         "FE251C7858B356B24514B3BD5F4297D1"),
+        (
+            "28768D20701247DAE81804C9E780EDE582A9996DB4A315020B2733197DB84925",
+            1,
+            "aes",
+            "F5F0E35C0D7161EE6724EE513A0D9A7F",
+        ),
+        (
+            "28768D20701247DAE81804C9E780EDE582A9996DB4A315020B2733197DB84925",
+            2,
+            "aes",
+            "FE251C7858B356B24514B3BD5F4297D1",
+        ),
         ("7E2D2A41C74EA0B38CD36F863939BFA8E9032AAD", 3, "aes", "89DED1B26624EC1E634C1989302849DD"),
     ],
 )
@@ -106,7 +125,7 @@ def test_odd_ins_uses_do85_and_extended_le_uses_two_bytes() -> None:
     terminal, _ = _pair()
     odd = terminal.protect(H("00B100000453020001"))
     assert b"\x85" in odd[5:7]
-    extended = terminal.protect(H("00B00000" "000000"))
+    extended = terminal.protect(H("00B00000000000"))
     assert H("97020000") in extended
 
 
@@ -116,9 +135,7 @@ def test_aes_cmac_nist_sp800_38b() -> None:
     assert aes_cmac(key, H("6BC1BEE22E409F96E93D7E117393172A")) == H(
         "070A16B46B4D4144F79BDD9DD04A287C"
     )
-    message = H(
-        "6BC1BEE22E409F96E93D7E117393172AAE2D8A571E03AC9C9EB76FAC45AF8E5130C81C46A35CE411"
-    )
+    message = H("6BC1BEE22E409F96E93D7E117393172AAE2D8A571E03AC9C9EB76FAC45AF8E5130C81C46A35CE411")
     assert aes_cmac(key, message) == H("DFA66747DE9AE63030CA32611497C827")
 
 
@@ -226,8 +243,12 @@ def test_bad_padding_is_refused_after_a_valid_mac() -> None:
 
 @pytest.mark.parametrize(
     ("ks_enc", "ks_mac", "ssc", "cipher"),
-    [(b"x" * 8, b"x" * 16, b"x" * 8, "3des"), (b"x" * 16, b"x" * 16, b"x" * 16, "3des"),
-     (b"x" * 16, b"x" * 16, b"x" * 8, "aes"), (b"x" * 15, b"x" * 16, b"x" * 16, "aes")],
+    [
+        (b"x" * 8, b"x" * 16, b"x" * 8, "3des"),
+        (b"x" * 16, b"x" * 16, b"x" * 16, "3des"),
+        (b"x" * 16, b"x" * 16, b"x" * 8, "aes"),
+        (b"x" * 15, b"x" * 16, b"x" * 16, "aes"),
+    ],
 )
 def test_wrong_key_or_counter_sizes(ks_enc: bytes, ks_mac: bytes, ssc: bytes, cipher: str) -> None:
     with pytest.raises(ChipError):

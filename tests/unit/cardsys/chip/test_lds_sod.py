@@ -1,0 +1,148 @@
+"""LDS files round-trip; the SOD signs them and refuses every alteration."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import UTC, datetime
+
+import pytest
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from cardsys.chip import lds, sod
+from cardsys.errors import (
+    DataGroupHashError,
+    DecodeError,
+    MissingDataGroupError,
+    SignatureError,
+    ValidationError,
+)
+from cardsys.formats import tlv
+from tests.fixtures.pcsc import TestSigner, make_signer, sample_holder
+
+
+@pytest.fixture(scope="module")
+def signer() -> TestSigner:
+    return make_signer()
+
+
+@pytest.fixture(scope="module")
+def aa_key() -> ec.EllipticCurvePrivateKey:
+    return ec.generate_private_key(ec.SECP256R1())
+
+
+def test_aid_is_proprietary() -> None:
+    assert lds.AID[0] >> 4 == 0xF
+    assert bytes.fromhex("F0434152445359530" + "1") == lds.AID
+
+
+def test_data_groups_round_trip(aa_key: ec.EllipticCurvePrivateKey) -> None:
+    holder = sample_holder(portrait_size=2000)
+    dgs = lds.build_data_groups(holder, aa_key.public_key())
+    assert sorted(dgs) == [1, 2, 11, 14, 15]
+    assert [tlv.decode(dgs[dg]).tag for dg in sorted(dgs)] == [0x61, 0x75, 0x6B, 0x6E, 0x6F]
+    assert lds.parse_holder(dgs) == holder
+    assert lds.parse_dg14(dgs[14]) == "0.4.0.127.0.7.1.1.4.1.3"
+    assert lds.parse_ef_com(lds.build_ef_com()) == (1, 2, 11, 14, 15)
+    assert [lds.file_id(dg) for dg in lds.DATA_GROUPS] == [0x0101, 0x0102, 0x010B, 0x010E, 0x010F]
+
+
+@pytest.mark.parametrize(
+    ("dg", "data"),
+    [
+        (1, tlv.encode(0x61, tlv.encode(0x80, b"X"))),  # fields missing
+        (1, tlv.encode(0x75, b"")),  # wrong outer tag
+        (2, tlv.encode(0x75, tlv.encode(0x80, b"\x02") + tlv.encode(0x5F2E, b"x"))),  # not JPEG
+        (11, tlv.encode(0x6B, tlv.encode(0x80, b"1") + tlv.encode(0x80, b"2"))),  # repeated
+    ],
+)
+def test_malformed_data_groups(dg: int, data: bytes) -> None:
+    parse = {1: lds.parse_dg1, 2: lds.parse_dg2, 11: lds.parse_dg11}[dg]
+    with pytest.raises(DecodeError):
+        parse(data)
+
+
+def test_bad_date_in_dg1(aa_key: ec.EllipticCurvePrivateKey) -> None:
+    dg1 = lds.build_dg1(sample_holder(portrait_size=10))
+    with pytest.raises(DecodeError, match="date"):
+        lds.parse_dg1(dg1.replace(b"19690806", b"19691306"))
+
+
+def test_holder_validation() -> None:
+    with pytest.raises(ValidationError):
+        replace(sample_holder(portrait_size=10), sex="Q")
+    with pytest.raises(ValidationError):
+        replace(sample_holder(portrait_size=10), portrait=b"")
+
+
+def _sod(signer: TestSigner, aa_key: ec.EllipticCurvePrivateKey) -> tuple[bytes, dict[int, bytes]]:
+    dgs = lds.build_data_groups(sample_holder(portrait_size=500), aa_key.public_key())
+    when = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
+    return sod.build_sod(dgs, signer, signing_time=when), dgs
+
+
+def test_sod_round_trip(signer: TestSigner, aa_key: ec.EllipticCurvePrivateKey) -> None:
+    data, dgs = _sod(signer, aa_key)
+    parsed = sod.parse_sod(data)
+    assert parsed.verify_signature() == signer.certificate
+    assert parsed.hash_algorithm == "sha256"
+    assert sorted(parsed.hashes) == [1, 2, 11, 14, 15]
+    assert parsed.signing_time == datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
+    parsed.check_data_groups(dgs)
+
+
+def test_altered_data_group(signer: TestSigner, aa_key: ec.EllipticCurvePrivateKey) -> None:
+    data, dgs = _sod(signer, aa_key)
+    parsed = sod.parse_sod(data)
+    altered = dict(dgs)
+    altered[1] = dgs[1].replace(b"Anna", b"Anne")
+    with pytest.raises(DataGroupHashError):
+        parsed.check_data_groups(altered)
+    with pytest.raises(MissingDataGroupError):
+        parsed.check_data_groups({k: v for k, v in dgs.items() if k != 15})
+    with pytest.raises(MissingDataGroupError):
+        parsed.check_data_groups({**dgs, 3: b"\x63\x00"})
+
+
+def test_sod_signed_by_another_key(aa_key: ec.EllipticCurvePrivateKey) -> None:
+    honest = make_signer()
+    forger = TestSigner(ec.generate_private_key(ec.SECP256R1()), honest.certificate, honest.root)
+    data, _ = _sod(forger, aa_key)
+    with pytest.raises(SignatureError):
+        sod.parse_sod(data).verify_signature()
+
+
+def test_no_tampering_changes_what_is_trusted(
+    signer: TestSigner, aa_key: ec.EllipticCurvePrivateKey
+) -> None:
+    data, dgs = _sod(signer, aa_key)
+    original = sod.parse_sod(data)
+    key = signer.certificate.public_key()
+    for position in range(len(data)):
+        tampered = bytearray(data)
+        tampered[position] ^= 0x04
+        try:
+            parsed = sod.parse_sod(bytes(tampered))
+            parsed.verify_signature()
+            parsed.check_data_groups(dgs)
+        except (DecodeError, SignatureError, DataGroupHashError, MissingDataGroupError):
+            continue
+        # Bytes nobody signs (the certificate's own signature, CMS bookkeeping) may change;
+        # what the terminal trusts may not. The certificate's issuer signature is checked by
+        # cardsys.pki.check_signer at the terminal.
+        assert parsed.hashes == original.hashes, position
+        assert parsed.e_content == original.e_content, position
+        assert parsed.certificate.public_key() == key, position
+
+
+@pytest.mark.parametrize(
+    "data",
+    [b"", b"\x77\x00", b"\x77\x03\x30\x01\x00", tlv.encode(0x76, b"\x30\x00"), b"\x77\x82\xff"],
+)
+def test_malformed_sod(data: bytes) -> None:
+    with pytest.raises(DecodeError):
+        sod.parse_sod(data)
+
+
+def test_sod_needs_data_groups(signer: TestSigner) -> None:
+    with pytest.raises(SignatureError):
+        sod.build_sod({}, signer)
