@@ -257,3 +257,52 @@ class AuditCheckpoint(Base):
     kid: Mapped[str] = mapped_column(String(16))
     signature: Mapped[bytes] = mapped_column(LargeBinary)
 
+
+# --- web application: operator sessions and idempotency keys (owned by web/) ----------------
+
+
+class OperatorSession(Base):
+    """A signed-in browser of an office operator.
+
+    The cookie holds a random token; only its SHA-256 is stored, so a leaked database does not
+    hand out sessions. Logout (or an idle or absolute timeout) ends the row, and a replayed
+    cookie is then worthless, which a signed cookie alone could not promise.
+    """
+
+    __tablename__ = "operator_sessions"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    token_sha256: Mapped[str] = mapped_column(String(64), unique=True)
+    operator_id: Mapped[int] = mapped_column(ForeignKey("operators.id"), index=True)
+    created_at: Mapped[datetime]
+    last_seen_at: Mapped[datetime]
+    expires_at: Mapped[datetime]
+    ended_at: Mapped[datetime | None]
+
+    operator: Mapped[Operator] = relationship(lazy="joined")
+
+
+class IdempotencyKey(Base):
+    """A key an operator's request carried, claimed in the transaction of the change it made.
+
+    Office forms carry a fresh key each time they are shown and API clients send one with
+    every creating POST; a second request with the same key finds the claim and gets the first
+    outcome again instead of making a second card.
+    """
+
+    __tablename__ = "idempotency_keys"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    operator_id: Mapped[int] = mapped_column(ForeignKey("operators.id"))
+    key: Mapped[str] = mapped_column(String(64))
+    #: SHA-256 of what the request asked for (method, path, body): a reused key with another
+    #: request is refused rather than answered with the wrong outcome.
+    fingerprint: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime]
+    #: Where the first request led (a page) ...
+    location: Mapped[str | None] = mapped_column(String(300))
+    #: ... or what it answered (API): status and JSON body.
+    response_status: Mapped[int | None] = mapped_column(Integer)
+    response_body: Mapped[dict[str, Any] | None]
+
+    __table_args__ = (UniqueConstraint("operator_id", "key", name="uq_idempotency_keys"),)
