@@ -1,0 +1,98 @@
+"""The statistics dashboard of an office: counts from the card register, drawn as SVG.
+
+The counting queries are here rather than in `issuance/` because nothing but this page uses
+them yet; they are read-only and scoped to the operator's office like every service query.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, timedelta
+
+from flask import render_template
+from flask_babel import format_date  # type: ignore[import-untyped]
+from flask_babel import gettext as _
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from cardsys.lifecycle import CardStatus, Reason
+from cardsys.models import Card, Operator, Resident, Role
+from issuance.operators import require_role
+from web import auth
+from web.charts import Bar, bar_chart, column_chart
+from web.database import now, transaction
+from web.labels import REASON, STATUS
+from web.office import bp
+
+DAYS = 30
+TOP_REGIONS = 15
+
+
+@dataclass(frozen=True)
+class OfficeCounts:
+    """What the dashboard shows, for one office."""
+
+    issued_per_day: tuple[tuple[date, int], ...]
+    by_status: tuple[tuple[CardStatus, int], ...]
+    by_region: tuple[tuple[str, int], ...]
+    revocations: tuple[tuple[Reason | None, int], ...]
+
+
+def count(db: Session, actor: Operator, *, today: date, days: int = DAYS) -> OfficeCounts:
+    """Card counts of the actor's office: issued per day (the last `days`, by issue date), by
+    status, by the holder's region, and revoked cards by reason."""
+    require_role(actor, Role.SUPERVISOR, Role.AUDITOR)
+    cards = select(Card).join(Card.resident).where(Resident.office_id == actor.office_id)
+    scoped = cards.subquery()
+    first = today - timedelta(days=days - 1)
+    per_day: dict[date, int] = dict(db.execute(
+        select(scoped.c.issue_date, func.count())
+        .where(scoped.c.issue_date >= first, scoped.c.issue_date <= today)
+        .group_by(scoped.c.issue_date)
+    ).tuples().all())
+    by_status: dict[CardStatus, int] = dict(db.execute(
+        select(scoped.c.status, func.count()).group_by(scoped.c.status)
+    ).tuples().all())
+    by_region = db.execute(
+        select(Resident.region, func.count(Card.id))
+        .join(Card.resident)
+        .where(Resident.office_id == actor.office_id)
+        .group_by(Resident.region)
+        .order_by(func.count(Card.id).desc(), Resident.region)
+        .limit(TOP_REGIONS)
+    ).tuples().all()
+    revoked = db.execute(
+        select(scoped.c.status_reason, func.count())
+        .where(scoped.c.status == CardStatus.REVOKED)
+        .group_by(scoped.c.status_reason)
+    ).tuples().all()
+    return OfficeCounts(
+        issued_per_day=tuple((first + timedelta(days=i), per_day.get(first + timedelta(days=i), 0))
+                             for i in range(days)),
+        by_status=tuple((status, by_status.get(status, 0)) for status in CardStatus),
+        by_region=tuple((region, n) for region, n in by_region),
+        revocations=tuple(sorted(((r, n) for r, n in revoked), key=lambda rn: -rn[1])),
+    )
+
+
+@bp.get("/statistics")
+@auth.requires(Role.SUPERVISOR, Role.AUDITOR)
+def statistics() -> str:
+    """The dashboard."""
+    with transaction() as db:
+        counts = count(db, auth.acting(db), today=now().date())
+    charts = {
+        "per_day": column_chart(
+            _("Cards issued per day"),
+            [Bar(format_date(day, "MM-dd"), n) for day, n in counts.issued_per_day],
+        ),
+        "status": bar_chart(
+            _("Cards by status"), [Bar(str(STATUS[s]), n) for s, n in counts.by_status]
+        ),
+        "region": bar_chart(_("Cards by region"), [Bar(r, n) for r, n in counts.by_region]),
+        "revocations": bar_chart(
+            _("Revocations by reason"),
+            [Bar(str(REASON[r]) if r is not None else "—", n) for r, n in counts.revocations],
+        ),
+    }
+    return render_template("office/statistics.html", charts=charts, counts=counts)
