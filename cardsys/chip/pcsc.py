@@ -67,9 +67,21 @@ class PcscTransport:
         except exceptions.CardConnectionException as exc:
             raise ReaderError(f"cannot connect to {self.reader_name}: {exc}") from None
         if self.atr == EMPTY_SLOT_ATR:
+            # pcscd keeps the ATR from the last power-up; a card put into an emulator slot
+            # since then only shows after a reset.
+            self._reset()
+        if self.atr == EMPTY_SLOT_ATR:
             self._connection.disconnect()
             raise ReaderError(f"no card in reader {self.reader_name}")
         self.apdu_count = 0
+
+    def _reset(self) -> None:
+        from smartcard.scard import SCARD_RESET_CARD
+
+        try:
+            self._connection.reconnect(disposition=SCARD_RESET_CARD)
+        except self._exceptions.CardConnectionException as exc:
+            raise ReaderError(f"cannot reset the card in {self.reader_name}: {exc}") from None
 
     @property
     def atr(self) -> bytes:
