@@ -1,0 +1,65 @@
+"""The vpcd wire protocol of our server, spoken by a test client (no pcscd needed)."""
+
+from __future__ import annotations
+
+import socket
+import threading
+from pathlib import Path
+
+import pytest
+
+from cardsys.chip import vpcd
+from cardsys.chip.emulator import ATR
+from cardsys.chip.lds import AID
+from cardsys.errors import ChipError
+from tests.fixtures.pcsc import blank_card
+
+
+def _exchange(conn: socket.socket, payload: bytes) -> bytes:
+    conn.sendall(len(payload).to_bytes(2, "big") + payload)
+    size = int.from_bytes(conn.recv(2, socket.MSG_WAITALL), "big")
+    return conn.recv(size, socket.MSG_WAITALL) if size else b""
+
+
+def test_protocol_and_card_swap(tmp_path: Path) -> None:
+    card = blank_card(tmp_path)
+    with vpcd.VpcdServer((0, 0)) as server:
+        assert len(server.ports) == 2
+        with socket.create_connection(("127.0.0.1", server.ports[0]), timeout=5) as conn:
+            assert _exchange(conn, b"\x04") == vpcd.EMPTY_SLOT_ATR
+            assert _exchange(conn, b"\x00\xa4\x04\x0c") == b"\x6a\x82"
+            server.insert(card)
+            assert _exchange(conn, b"\x04") == ATR
+            conn.sendall(b"\x00\x01\x01")  # power on: no answer expected
+            select = b"\x00\xa4\x04\x0c" + bytes([len(AID)]) + AID
+            assert _exchange(conn, select) == b"\x90\x00"
+            assert server.remove() is card
+            assert _exchange(conn, b"\x04") == vpcd.EMPTY_SLOT_ATR
+
+
+def test_serve_stops_on_the_event(tmp_path: Path) -> None:
+    card = blank_card(tmp_path)
+    stop = threading.Event()
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    thread = threading.Thread(target=vpcd.serve, args=(card.path, (port,)), kwargs={"stop": stop})
+    thread.start()
+    try:
+        for _ in range(50):
+            try:
+                conn = socket.create_connection(("127.0.0.1", port), timeout=5)
+                break
+            except OSError:
+                stop.wait(0.05)
+        with conn:
+            assert _exchange(conn, b"\x04") == ATR
+    finally:
+        stop.set()
+        thread.join(timeout=10)
+    assert not thread.is_alive()
+
+
+def test_loopback_only() -> None:
+    with pytest.raises(ChipError):
+        vpcd.VpcdServer((0,), host="0.0.0.0")
