@@ -9,7 +9,7 @@ requires. We therefore encode ourselves; only the types our formats use are acce
 else (sets, datetimes, Decimals, big integers, arbitrary objects) raises `TypeError` instead of
 being silently turned into a tagged value a verifier might not understand.
 
-Decoding (`loads`) treats its input as hostile. Before cbor2 sees a byte, an iterative scanner
+Decoding (`loads`) treats its input as hostile. Before cbor2 sees a byte, a small scanner
 walks the item headers and enforces, in one pass over the headers (byte and text strings are
 skipped in O(1)):
 
@@ -210,63 +210,98 @@ _HEADS: Final = _head_table()
 
 def _scan(data: bytes, max_depth: int, max_items: int, tags: Collection[int]) -> None:
     """Walk the item headers of `data`, enforcing the module's rules 1-6 (module doc)."""
-    # This runs on the verifier's hot path: one table lookup per item, strings skipped in O(1).
-    end = len(data)
-    pos = 0
-    items = 0
+    # On the verifier's hot path: one table lookup per item, strings skipped in O(1), and a
+    # plain loop per container (recursion only for nested containers, at most max_depth deep).
+    # A string or head running past the end is not checked item by item: the next read raises
+    # IndexError, or the final position is past the end; nothing is allocated either way.
+    limits = _Limits(max_depth, tags, max_items - 1)
+    try:
+        pos = _scan_items(data, 0, 1, 0, limits)
+    except IndexError:
+        raise DecodeError("truncated CBOR: an item is missing or cut short") from None
+    except RecursionError:
+        raise DecodeError(f"CBOR nested deeper than {max_depth} levels") from None
+    if pos > len(data):
+        raise DecodeError("CBOR length exceeds the input")
+    if pos < len(data):
+        raise DecodeError(f"{len(data) - pos} trailing bytes after the CBOR item")
+
+
+class _Limits:
+    """What the scan may still accept: the depth cap, allowed tags, items left."""
+
+    __slots__ = ("items_left", "max_depth", "tags")
+
+    def __init__(self, max_depth: int, tags: Collection[int], items_left: int) -> None:
+        self.max_depth = max_depth
+        self.tags = tags
+        self.items_left = items_left
+
+
+def _scan_items(data: bytes, pos: int, count: int, depth: int, limits: _Limits) -> int:
+    """Skip `count` items starting at `pos`; the position after them."""
     heads = _HEADS
-    # Each stack entry is an enclosing level's (items still to read, is-a-map) pair.
-    stack: list[tuple[int, bool]] = []
-    remaining = 1
-    in_map = False
-    while True:
-        while not remaining:
-            if not stack:
-                if pos != end:
-                    raise DecodeError(f"{end - pos} trailing bytes after the CBOR item")
-                if items > max_items:
-                    raise DecodeError(f"CBOR holds more than {max_items} items")
-                return
-            remaining, in_map = stack.pop()
-        if pos >= end:
-            raise DecodeError("truncated CBOR: an item is missing")
+    for _ in range(count):
         kind, size, arg = heads[data[pos]]
         pos += 1
-        items += 1
-        # In a map an even count of items still to read means the next item is a key.
-        if in_map and not remaining & 1 and kind > _STRING:
-            raise DecodeError("CBOR map keys must be integers, byte strings or text strings")
-        remaining -= 1
         if size:
-            if pos + size > end:
-                raise DecodeError("truncated CBOR: an item head is cut short")
             arg = data[pos] if size == 1 else int.from_bytes(data[pos : pos + size], "big")
             pos += size
         if kind == _STRING:
             pos += arg
-            if pos > end:
-                raise DecodeError("CBOR string length exceeds the input")
-            continue
-        if kind <= _SIMPLE:
-            continue
-        if kind in (_ARRAY, _MAP):
-            count = arg if kind == _ARRAY else 2 * arg
-            # Every item takes at least one byte: a count beyond the input is a lie.
-            if count > end - pos:
-                raise DecodeError("CBOR container length exceeds the input")
-            if not count:
-                continue
-        elif kind == _TAG:
-            if arg not in tags:
-                raise DecodeError(f"CBOR tag {arg} is not accepted here")
-            count = 1
-        else:
-            raise DecodeError(_REFUSED[kind])
-        stack.append((remaining, in_map))
-        if len(stack) > max_depth:
-            raise DecodeError(f"CBOR nested deeper than {max_depth} levels")
-        remaining = count
-        in_map = kind == _MAP
+        elif kind > _SIMPLE:
+            pos = _scan_nested(data, pos, kind, arg, depth, limits)
+    return pos
+
+
+def _scan_pairs(data: bytes, pos: int, count: int, depth: int, limits: _Limits) -> int:
+    """Skip `count` map entries: a key (integer or string only), then any value."""
+    heads = _HEADS
+    for _ in range(count):
+        kind, size, arg = heads[data[pos]]
+        pos += 1
+        if size:
+            arg = data[pos] if size == 1 else int.from_bytes(data[pos : pos + size], "big")
+            pos += size
+        if kind == _STRING:
+            pos += arg
+        elif kind != _INT:
+            raise DecodeError("CBOR map keys must be integers, byte strings or text strings")
+        kind, size, arg = heads[data[pos]]
+        pos += 1
+        if size:
+            arg = data[pos] if size == 1 else int.from_bytes(data[pos : pos + size], "big")
+            pos += size
+        if kind == _STRING:
+            pos += arg
+        elif kind > _SIMPLE:
+            pos = _scan_nested(data, pos, kind, arg, depth, limits)
+    return pos
+
+
+def _scan_nested(data: bytes, pos: int, kind: int, arg: int, depth: int, limits: _Limits) -> int:
+    """Check a container or tag head, then skip its content; the position after it."""
+    if kind == _ARRAY:
+        count = arg
+    elif kind == _MAP:
+        count = 2 * arg
+    elif kind == _TAG:
+        if arg not in limits.tags:
+            raise DecodeError(f"CBOR tag {arg} is not accepted here")
+        count = 1
+    else:
+        raise DecodeError(_REFUSED[kind])
+    # Every item takes at least one byte: a count beyond the input is a lie.
+    if count > len(data) - pos:
+        raise DecodeError("CBOR container length exceeds the input")
+    if depth >= limits.max_depth:
+        raise DecodeError(f"CBOR nested deeper than {limits.max_depth} levels")
+    limits.items_left -= count
+    if limits.items_left < 0:
+        raise DecodeError("CBOR holds more items than allowed")
+    if kind == _MAP:
+        return _scan_pairs(data, pos, arg, depth + 1, limits)
+    return _scan_items(data, pos, count, depth + 1, limits)
 
 
 _REFUSED: Final = {

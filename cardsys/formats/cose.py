@@ -77,6 +77,12 @@ _UNDERSTOOD: Final = frozenset({ALG, CONTENT_TYPE, KID, TYP})
 MAX_MESSAGE: Final = 256 * 1024
 # Headers are small; nothing legitimate nests deeper than this inside a header map.
 _HEADER_DEPTH: Final = 8
+# Protected headers up to this size are decoded once and cached (see _decode_protected).
+_CACHED_HEADER_SIZE: Final = 128
+_CACHED_HEADERS: Final = 256
+_header_cache: dict[bytes, Mapping[Any, Any]] = {}
+_SCALARS: Final = frozenset({int, str, bytes, bool, float, type(None)})
+_EMPTY: Final[Mapping[Any, Any]] = types.MappingProxyType({})
 
 
 class CoseAlgorithm(enum.IntEnum):
@@ -164,7 +170,7 @@ class Sign1:
         protected = _decode_protected(protected_bytes)
         _check_headers(protected, unprotected)
         return cls(
-            protected=types.MappingProxyType(protected),
+            protected=protected,
             unprotected=types.MappingProxyType(unprotected),
             payload=payload,
             signature=signature,
@@ -235,15 +241,29 @@ def _verify(alg: int, public_key: object, signature: bytes, data: bytes) -> None
         raise SignatureError(f"COSE algorithm {alg} is not supported")
 
 
-def _decode_protected(protected_bytes: bytes) -> dict[Any, Any]:
+def _decode_protected(protected_bytes: bytes) -> Mapping[Any, Any]:
     # RFC 9052 §3: an empty protected header is a zero-length bstr; recipients also accept an
     # encoded empty map.
     if not protected_bytes:
-        return {}
+        return _EMPTY
+    cached = _header_cache.get(protected_bytes)
+    if cached is not None:
+        return cached
     header = cbor.loads(protected_bytes, max_depth=_HEADER_DEPTH)
     if not isinstance(header, dict):
         raise DecodeError("the COSE protected header must encode a map")
-    return header
+    proxy = types.MappingProxyType(header)
+    # A terminal meets the same few protected headers ({alg, kid, typ} of each signer) over
+    # and over, and decoding is a pure function of the bytes, so small ones are kept. Only
+    # headers whose values are all immutable scalars are shared: a list inside (crit) could be
+    # altered by a caller and would then poison later messages.
+    if len(protected_bytes) <= _CACHED_HEADER_SIZE and all(
+        type(value) in _SCALARS for value in header.values()
+    ):
+        if len(_header_cache) >= _CACHED_HEADERS:
+            _header_cache.clear()
+        _header_cache[protected_bytes] = proxy
+    return proxy
 
 
 def _check_headers(protected: Mapping[Any, Any], unprotected: Mapping[Any, Any]) -> None:

@@ -165,13 +165,19 @@ def decode_claims(data: bytes, *, max_size: int = cbor.DEFAULT_MAX_SIZE) -> dict
 
 
 def _check_claims(claims: Mapping[Any, Any]) -> None:
-    for key, value in claims.items():
-        if isinstance(key, bool) or not isinstance(key, int | str):
+    # Runs on every credential a terminal verifies: set operations and exact-type tests
+    # first, the slower isinstance checks only where those do not settle it.
+    for key in claims:
+        if type(key) is not int and type(key) is not str and not _is_label(key):
             raise DecodeError(f"CWT claim keys are integers or text, not {type(key).__name__}")
-        expected = _CLAIM_TYPES.get(key) if isinstance(key, int) else None
-        if expected is None:
-            continue
-        if isinstance(value, bool) or not isinstance(value, expected):
+    for key in _CLAIM_TYPES.keys() & claims.keys():
+        value = claims[key]
+        if isinstance(value, bool) or not isinstance(value, _CLAIM_TYPES[key]):
             raise DecodeError(f"CWT claim {key} has the wrong type ({type(value).__name__})")
-        if key in _TIME_CLAIMS:
-            from_numeric_date(value)
+        if key in _TIME_CLAIMS and not _MIN_TIME <= claims[key] <= _MAX_TIME:
+            raise DecodeError(f"NumericDate {value} in claim {key} is out of range")
+
+
+def _is_label(key: object) -> bool:
+    # int and str subclasses (an IntEnum member, say) are claim keys too; bool is not.
+    return isinstance(key, int | str) and not isinstance(key, bool)

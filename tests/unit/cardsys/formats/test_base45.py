@@ -137,3 +137,14 @@ def test_error_names_the_position_of_a_bad_character() -> None:
 def test_non_text_input_is_refused(value: object) -> None:
     with pytest.raises(DecodeError):
         base45.decode(value)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("size", [4095, 4096, 4097, 10_001])
+def test_long_bodies_follow_the_same_rules(size: int) -> None:
+    # Past 2048 groups the lane masks are built per call rather than prebuilt.
+    data = bytes(range(256)) * (size // 256) + bytes(size % 256)
+    text = base45.encode(data)
+    assert base45.decode(text) == data
+    bad_at = 3 * (len(data) // 2 - 1)
+    with pytest.raises(DecodeError, match=f"position {bad_at} "):
+        base45.decode(text[:bad_at] + "GGW" + text[bad_at + 3 :])

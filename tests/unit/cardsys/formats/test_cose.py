@@ -585,3 +585,24 @@ def test_algorithm_identifiers() -> None:
     assert CoseAlgorithm.from_pki(Algorithm.ES256) is CoseAlgorithm.ES256
     assert CoseAlgorithm.from_pki(Algorithm.ES384) is CoseAlgorithm.ES384
     assert (cose.ALG, cose.CRIT, cose.CONTENT_TYPE, cose.KID, cose.TYP) == (1, 2, 3, 4, 16)
+
+
+def test_decoded_headers_cannot_poison_later_messages(p256: ec.EllipticCurvePrivateKey) -> None:
+    # Small protected headers are cached by their bytes; a caller altering what it got back
+    # must not change what the next message with the same header decodes to.
+    message = sign1(
+        b"x",
+        sign=key_signer(p256),
+        alg=Algorithm.ES256,
+        kid=b"k",
+        protected_extra={cose.CRIT: [cose.TYP], cose.TYP: "application/x"},
+    )
+    first = Sign1.decode(message.encode())
+    first.protected[cose.CRIT].append(99)
+    again = Sign1.decode(message.encode())
+    assert again.protected[cose.CRIT] == [cose.TYP]
+    again.verify(p256.public_key())
+    plain = _message(p256).encode()
+    assert Sign1.decode(plain).protected == Sign1.decode(plain).protected
+    with pytest.raises(TypeError):
+        Sign1.decode(plain).protected[cose.ALG] = -35  # type: ignore[index]
