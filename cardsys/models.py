@@ -258,6 +258,7 @@ class AuditCheckpoint(Base):
     signature: Mapped[bytes] = mapped_column(LargeBinary)
 
 
+
 # --- web application: operator sessions and idempotency keys (owned by web/) ----------------
 
 
@@ -306,3 +307,70 @@ class IdempotencyKey(Base):
     response_body: Mapped[dict[str, Any] | None]
 
     __table_args__ = (UniqueConstraint("operator_id", "key", name="uq_idempotency_keys"),)
+
+
+# --- keys: the signer registry and the PKI state (owned by keys/) ----------------------------
+
+# Imported here so this section stays self-contained (the lead may move them to the top).
+from cardsys.config import KeyStoreKind  # noqa: E402
+from cardsys.pki import Purpose, RevocationReason  # noqa: E402
+
+
+class SignerStatus(enum.StrEnum):
+    """Where a signer is in its life. Only an ACTIVE signer signs; RETIRED ones still verify."""
+
+    ACTIVE = "active"
+    RETIRED = "retired"
+    REVOKED = "revoked"
+
+
+class SignerRecord(Base):
+    """A purpose-bound signer: its certificate and where its private key lives (never the key).
+
+    The certificate is the source of truth for purpose and periods; the copies here make the
+    registry searchable.
+    """
+
+    __tablename__ = "signers"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    #: First 8 bytes of SHA-256 over the certificate's DER, in hex (cardsys.pki.kid).
+    kid: Mapped[str] = mapped_column(String(16), unique=True)
+    purpose: Mapped[Purpose] = mapped_column(_enum(Purpose))
+    certificate: Mapped[bytes] = mapped_column(LargeBinary)
+    #: The certificate's serial number in hex (what the CRL lists).
+    serial: Mapped[str] = mapped_column(String(42))
+    store_kind: Mapped[KeyStoreKind] = mapped_column(_enum(KeyStoreKind, 8))
+    key_ref: Mapped[str] = mapped_column(String(64))
+    #: The private-key usage period: the months this key signs.
+    usage_start: Mapped[datetime]
+    usage_end: Mapped[datetime]
+    not_after: Mapped[datetime]
+    status: Mapped[SignerStatus] = mapped_column(_enum(SignerStatus, 8))
+    created_at: Mapped[datetime]
+    retired_at: Mapped[datetime | None]
+    revoked_at: Mapped[datetime | None]
+    revocation_reason: Mapped[RevocationReason | None] = mapped_column(_enum(RevocationReason))
+
+    __table_args__ = (Index("ix_signers_purpose_status", "purpose", "status"),)
+
+
+class PkiState(Base):
+    """The one row describing this instance's PKI: its root, the root's CRL, the trust list."""
+
+    __tablename__ = "pki_state"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    root_certificate: Mapped[bytes] = mapped_column(LargeBinary)
+    root_kid: Mapped[str] = mapped_column(String(16))
+    root_store_kind: Mapped[KeyStoreKind] = mapped_column(_enum(KeyStoreKind, 8))
+    root_key_ref: Mapped[str] = mapped_column(String(64))
+    development: Mapped[bool] = mapped_column(Boolean)
+    created_at: Mapped[datetime]
+    crl: Mapped[bytes] = mapped_column(LargeBinary)
+    crl_number: Mapped[int] = mapped_column(BigInteger)
+    crl_next_update: Mapped[datetime]
+    #: Sequence number of the last trust list exported (0: none yet) and that document.
+    trust_list_sequence: Mapped[int] = mapped_column(BigInteger)
+    trust_list: Mapped[bytes | None] = mapped_column(LargeBinary)
+    trust_list_issued_at: Mapped[datetime | None]

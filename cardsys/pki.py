@@ -62,6 +62,30 @@ _PURPOSE_OIDS = {
 }
 
 
+class RevocationReason(enum.StrEnum):
+    """Why a signer certificate was revoked (a subset of RFC 5280 §5.3.1 CRLReason)."""
+
+    KEY_COMPROMISE = "key-compromise"
+    SUPERSEDED = "superseded"
+    CESSATION_OF_OPERATION = "cessation-of-operation"
+    AFFILIATION_CHANGED = "affiliation-changed"
+    UNSPECIFIED = "unspecified"
+
+    @property
+    def flag(self) -> x509.ReasonFlags:
+        """The CRL entry's reason code."""
+        return _REASON_FLAGS[self]
+
+
+_REASON_FLAGS = {
+    RevocationReason.KEY_COMPROMISE: x509.ReasonFlags.key_compromise,
+    RevocationReason.SUPERSEDED: x509.ReasonFlags.superseded,
+    RevocationReason.CESSATION_OF_OPERATION: x509.ReasonFlags.cessation_of_operation,
+    RevocationReason.AFFILIATION_CHANGED: x509.ReasonFlags.affiliation_changed,
+    RevocationReason.UNSPECIFIED: x509.ReasonFlags.unspecified,
+}
+
+
 class Algorithm(enum.StrEnum):
     """Signature algorithms, named as in COSE (RFC 9053)."""
 

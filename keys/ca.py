@@ -17,7 +17,6 @@ Profile (what a verifier may rely on):
 from __future__ import annotations
 
 import calendar
-import enum
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -32,7 +31,15 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509.oid import NameOID
 
 from cardsys.errors import CertificateError
-from cardsys.pki import Algorithm, Purpose, Signer, algorithm_for_key, hash_for, kid
+from cardsys.pki import (
+    Algorithm,
+    Purpose,
+    RevocationReason,
+    Signer,
+    algorithm_for_key,
+    hash_for,
+    kid,
+)
 
 #: Certificates start this long before the ceremony, so a terminal whose clock runs a little
 #: behind does not see a freshly issued signer as "not yet valid".
@@ -43,28 +50,20 @@ DEVELOPMENT_MARK = "(DEVELOPMENT)"
 
 SignFunction = Callable[[bytes], bytes]
 
-
-class RevocationReason(enum.StrEnum):
-    """Why a signer certificate was revoked (a subset of RFC 5280 §5.3.1 CRLReason)."""
-
-    KEY_COMPROMISE = "key-compromise"
-    SUPERSEDED = "superseded"
-    CESSATION_OF_OPERATION = "cessation-of-operation"
-    AFFILIATION_CHANGED = "affiliation-changed"
-    UNSPECIFIED = "unspecified"
-
-    @property
-    def flag(self) -> x509.ReasonFlags:
-        return _REASON_FLAGS[self]
-
-
-_REASON_FLAGS = {
-    RevocationReason.KEY_COMPROMISE: x509.ReasonFlags.key_compromise,
-    RevocationReason.SUPERSEDED: x509.ReasonFlags.superseded,
-    RevocationReason.CESSATION_OF_OPERATION: x509.ReasonFlags.cessation_of_operation,
-    RevocationReason.AFFILIATION_CHANGED: x509.ReasonFlags.affiliation_changed,
-    RevocationReason.UNSPECIFIED: x509.ReasonFlags.unspecified,
-}
+__all__ = [
+    "BACKDATE",
+    "DEVELOPMENT_MARK",
+    "Revocation",
+    "RevocationReason",
+    "add_months",
+    "create_crl",
+    "create_root_certificate",
+    "crl_number",
+    "describe",
+    "is_development",
+    "issue_signer_certificate",
+    "root_name",
+]
 
 
 @dataclass(frozen=True)

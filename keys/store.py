@@ -36,7 +36,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cardsys.config import KeyStoreKind, Settings
 from cardsys.errors import CertificateError, KeyStoreError, NotFoundError
 from cardsys.pki import Algorithm, algorithm_for_key, hash_for, kid
-from keys.pkcs8 import DEFAULT_LOG2_N, decrypt_private_key, encrypt_private_key
+from keys import pkcs8
+from keys.pkcs8 import decrypt_private_key, encrypt_private_key
 
 log = logging.getLogger(__name__)
 
@@ -193,9 +194,12 @@ class FileKeyStore(KeyStore):
     SUFFIX = ".key.pem"
 
     def __init__(
-        self, directory: Path, passphrase: str, *, scrypt_log2_n: int = DEFAULT_LOG2_N
+        self, directory: Path, passphrase: str, *, scrypt_log2_n: int | None = None
     ) -> None:
         """Open (creating it 0700 if needed) a key directory.
+
+        `scrypt_log2_n` sets the cost of keys written from now on (default
+        `keys.pkcs8.DEFAULT_LOG2_N`); reading accepts every cost in the allowed range.
 
         Raises:
             KeyStoreError: an empty passphrase, or the directory cannot be created.
@@ -206,7 +210,7 @@ class FileKeyStore(KeyStore):
             )
         self._directory = Path(directory)
         self._passphrase = passphrase.encode("utf-8")
-        self._log2_n = scrypt_log2_n
+        self._log2_n = pkcs8.DEFAULT_LOG2_N if scrypt_log2_n is None else scrypt_log2_n
         self._keys: dict[KeyRef, ec.EllipticCurvePrivateKey] = {}
         try:
             self._directory.mkdir(mode=0o700, parents=True, exist_ok=True)
@@ -280,6 +284,23 @@ def read_passphrase(settings: Settings) -> str:
     return passphrase
 
 
+def create_passphrase_file(path: Path) -> bool:
+    """Write a fresh random passphrase to `path` (0600) unless the file exists.
+
+    For development instances only: a passphrase kept next to the keys protects nothing.
+    Returns whether a file was created.
+    """
+    if path.exists() or path.is_symlink():
+        return False
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    try:
+        _write_new_file(path, secrets.token_urlsafe(32).encode("ascii") + b"\n")
+    except KeyStoreError:
+        return False  # created meanwhile by a concurrent run
+    log.warning("created the development key passphrase file %s", path)
+    return True
+
+
 def open_key_store(settings: Settings) -> KeyStore:
     """The key store the settings name (the only place that chooses a backend).
 
@@ -338,7 +359,7 @@ def _write_new_file(path: Path, data: bytes) -> None:
         # link() fails when the target exists, unlike rename(): a key is never overwritten.
         os.link(temporary, path)
     except FileExistsError as exc:
-        raise KeyStoreError(f"a key file named {path.name} already exists") from exc
+        raise KeyStoreError(f"a file named {path.name} already exists") from exc
     finally:
         temporary.unlink(missing_ok=True)
     directory = os.open(path.parent, os.O_RDONLY)
