@@ -20,6 +20,10 @@ it enforces (each failure a `DecodeError`):
 3. `lst` is one complete zlib stream, nothing after it, inflating to at most `max_size`
    bytes (a zip bomb stops at the cap; it is never inflated in full).
 
+A credential points at its entry with the status claim (65535)
+`{"status_list": {"idx": i, "uri": u}}` (§6.3); `StatusReference` builds it and
+`status_reference` reads and checks it.
+
 `lookup(index)` is O(1): an index into the decompressed bytes. An index outside the list
 is refused (§8.3 step 6: "the Referenced Token MUST be rejected"), and so is a value that is
 not a status we know (3 is application-specific, and we assign it no meaning).
@@ -48,8 +52,10 @@ __all__ = [
     "ParsedStatusList",
     "Status",
     "StatusList",
+    "StatusReference",
     "parse_status_list",
     "sign_status_list",
+    "status_reference",
 ]
 
 #: The protected `typ` header of a Status List Token (§5.2).
@@ -291,3 +297,34 @@ def _status_list_claim(value: object) -> tuple[int, bytes]:
     if not isinstance(compressed, bytes):
         raise DecodeError("status_list lst must be a byte string")
     return bits, compressed
+
+
+@dataclass(frozen=True)
+class StatusReference:
+    """Where a credential's status lives: entry `idx` of the list published at `uri`."""
+
+    idx: int
+    uri: str
+
+    def claim(self) -> dict[str, Any]:
+        """The value of the credential's `status` claim (65535), per §6.3."""
+        return {"status_list": {"idx": self.idx, "uri": self.uri}}
+
+
+def status_reference(claims: Mapping[Any, Any]) -> StatusReference:
+    """Read the status-list reference from a credential's claims (§6.3, §8.3 step 1).
+
+    Raises:
+        DecodeError: no `status` claim, no `status_list` in it, or an `idx` that is not a
+            non-negative integer, or a `uri` that is not non-empty text.
+    """
+    status = claims.get(cwt.STATUS)
+    reference = status.get("status_list") if isinstance(status, dict) else None
+    if not isinstance(reference, dict):
+        raise DecodeError("the credential has no status_list reference in its status claim")
+    idx, uri = reference.get("idx"), reference.get("uri")
+    if not isinstance(idx, int) or isinstance(idx, bool) or idx < 0:
+        raise DecodeError("the status_list idx must be a non-negative integer")
+    if not isinstance(uri, str) or not uri:
+        raise DecodeError("the status_list uri must be non-empty text")
+    return StatusReference(idx=idx, uri=uri)

@@ -19,9 +19,11 @@ from cardsys.formats.statuslist import (
     MEDIA_TYPE,
     Status,
     StatusList,
+    StatusReference,
     inflate,
     parse_status_list,
     sign_status_list,
+    status_reference,
 )
 from cardsys.pki import Algorithm
 
@@ -382,3 +384,51 @@ def test_sign_status_list_refuses_bad_times(key: ec.EllipticCurvePrivateKey) -> 
         sign_status_list(lst, iat=IAT, exp=EXP, ttl=timedelta(0), **common)
     with pytest.raises(ValidationError):
         sign_status_list(lst, iat=IAT, exp=EXP, ttl=timedelta(seconds=1.5), **common)
+
+
+def test_status_reference_round_trip() -> None:
+    reference = StatusReference(idx=123456, uri=URI)
+    claims = {cwt.EXP: 2_000_000_000, cwt.STATUS: reference.claim()}
+    decoded = cwt.decode_claims(cwt.encode_claims(claims))
+    assert status_reference(decoded) == reference
+
+
+def test_draft_referenced_token_status_claim() -> None:
+    # draft §6.3: the example Referenced Token in CWT form (its payload).
+    message = cose.Sign1.decode(
+        bytes.fromhex(
+            "d28443a10126a1044231325866a502653132333435017368747470733a2f2f657861"
+            "6d706c652e636f6d061a648c5bea041a8898dfea19ffffa16b7374617475735f6c69"
+            "7374a2636964780063757269782168747470733a2f2f6578616d706c652e636f6d2f"
+            "7374617475736c697374732f315840340f7efea10f1a36dc4797636a17b4dd4848b6"
+            "8997d1d10e8cceb3a38ff33b3dda72964a83989f6cf98560c2fc97a08bc8977cc6b0"
+            "f84cfedab93d3e4481e938"
+        )
+    )
+    claims = cwt.decode_claims(message.payload)
+    assert status_reference(claims) == StatusReference(0, "https://example.com/statuslists/1")
+
+
+@pytest.mark.parametrize(
+    "status",
+    [
+        None,
+        [],
+        {},
+        {"status_list": []},
+        {"status_list": {"uri": URI}},
+        {"status_list": {"idx": 0}},
+        {"status_list": {"idx": -1, "uri": URI}},
+        {"status_list": {"idx": True, "uri": URI}},
+        {"status_list": {"idx": "7", "uri": URI}},
+        {"status_list": {"idx": 7, "uri": ""}},
+        {"status_list": {"idx": 7, "uri": b"https://x"}},
+    ],
+    ids=repr,
+)
+def test_bad_status_references_are_refused(status: Any) -> None:
+    claims: dict[int, Any] = {cwt.EXP: 2_000_000_000}
+    if status is not None:
+        claims[cwt.STATUS] = status
+    with pytest.raises(DecodeError):
+        status_reference(claims)
