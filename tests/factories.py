@@ -9,16 +9,18 @@ reloaded per session, because ORM objects belong to the session that loaded them
         holder = make_resident(session, staff.clerk_in(session))
         card = make_card(session, staff, holder, settings=settings)   # walked to ACTIVE
 
-`snapshot(database)` returns every row of every table, so a test can assert that a refused
-action left the database unchanged.
+`snapshot(database)` returns every row of every table; `refused(database, Error, action)` runs
+an action that must fail and asserts the database is unchanged afterwards.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
+import pytest
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
@@ -26,7 +28,7 @@ from cardsys.config import Settings
 from cardsys.db import Database
 from cardsys.ids import ResidentId
 from cardsys.lifecycle import CardStatus, Reason
-from cardsys.models import AuditEvent, Base, Card, Operator, Resident, Role, Sex
+from cardsys.models import AuditEvent, Card, Operator, Resident, Role, Sex
 from issuance import cards, operators, residents
 
 #: A fixed "now" for tests: time is a parameter, never read from the clock in the services.
@@ -34,6 +36,7 @@ NOW = datetime(2030, 3, 1, 9, 0, tzinfo=UTC)
 ADMIN = "admin"
 DEFAULT_REGION = "110101"
 DEFAULT_BIRTH = date(1980, 5, 17)
+E = TypeVar("E", bound=BaseException)
 
 
 @dataclass(frozen=True)
@@ -57,6 +60,11 @@ class Staff:
 
     def auditor_in(self, session: Session) -> Operator:
         return operator(session, self.auditor)
+
+
+def at_day(day: date) -> datetime:
+    """That day at the time of day of NOW (UTC)."""
+    return datetime.combine(day, NOW.timetz())
 
 
 def operator(session: Session, login: str) -> Operator:
@@ -219,18 +227,51 @@ def make_card(
     return new
 
 
+_TABLE_NAMES = {
+    "sqlite": "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'",
+    "postgresql": "SELECT tablename FROM pg_tables WHERE schemaname = current_schema()",
+}
+
+
 def snapshot(database: Database) -> dict[str, list[tuple[Any, ...]]]:
-    """Every row of every table, ordered by primary key: compare two to prove nothing changed."""
+    """Every row of every table: compare two to prove nothing changed.
+
+    Tables are listed from the database itself (not the models), so `alembic_version` and a
+    table the models do not know are compared too. Plain SQL keeps this cheap: a test calls it
+    twice per refusal.
+    """
     with database.engine.connect() as connection:
+        names = connection.exec_driver_sql(_TABLE_NAMES[database.dialect]).scalars().all()
         return {
-            table.name: [
-                tuple(row)
-                for row in connection.execute(
-                    select(table).order_by(*table.primary_key.columns)
-                )
-            ]
-            for table in Base.metadata.sorted_tables
+            name: sorted(
+                (tuple(row) for row in connection.exec_driver_sql(f'SELECT * FROM "{name}"')),
+                key=repr,
+            )
+            for name in sorted(names)
         }
+
+
+def refused(
+    database: Database,
+    error: type[E],
+    action: Callable[[Session], object],
+    *,
+    match: str | None = None,
+    exact: bool = False,
+) -> E:
+    """Run `action` in a transaction: it must raise `error` and leave every table unchanged.
+
+    Args:
+        exact: the error must be `error` itself, not a subclass (DuplicateError, say, but not
+            PossibleDuplicateError).
+    """
+    before = snapshot(database)
+    with pytest.raises(error, match=match) as caught, database.transaction() as session:
+        action(session)
+    if exact:
+        assert type(caught.value) is error, f"{type(caught.value).__name__} is not {error}"
+    assert snapshot(database) == before, "a refused action changed the database"
+    return caught.value
 
 
 def audit_count(session: Session) -> int:
