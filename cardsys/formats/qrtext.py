@@ -72,7 +72,8 @@ def decode(text: str, *, prefixes: Collection[str], max_body: int) -> tuple[str,
     if not isinstance(text, str):
         raise DecodeError(f"QR text must be a string, not {type(text).__name__}")
     text = text.strip(_SURROUNDING)
-    prefix = next((p for p in prefixes if p and text.startswith(p)), None)
+    # The longest matching prefix, so overlapping prefixes cannot depend on set order.
+    prefix = max((p for p in prefixes if p and text.startswith(p)), key=len, default=None)
     if prefix is None:
         raise DecodeError("the QR text does not start with a known prefix")
     encoded = text[len(prefix) :]

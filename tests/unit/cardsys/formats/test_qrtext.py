@@ -6,6 +6,9 @@ import zlib
 from typing import Any
 
 import pytest
+import qrcode
+import qrcode.util
+import zxingcpp
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -151,3 +154,24 @@ def test_empty_or_non_text_is_refused(text: Any) -> None:
 def test_encode_refuses_prefixes_outside_qr_alphanumeric(prefix: str) -> None:
     with pytest.raises(ValidationError):
         qrtext.encode(prefix, COSE_BODY)
+
+
+def test_the_longest_matching_prefix_wins() -> None:
+    text = qrtext.encode("SSP1:", COSE_BODY)
+    for prefixes in (["SS", "SSP1:"], ["SSP1:", "SS"]):
+        assert qrtext.decode(text, prefixes=prefixes, max_body=100) == ("SSP1:", COSE_BODY)
+
+
+def test_text_survives_a_real_qr_code_in_alphanumeric_mode() -> None:
+    # Render with qrcode in alphanumeric mode (Base45 is exactly that alphabet, space and
+    # ':' '%' '$' included), read the image back with zxing-cpp, decode.
+    body = b"\xd2" + bytes(range(256))
+    text = qrtext.encode(PRESENTATION, body)
+    assert " " in text  # the space character is exercised
+    code = qrcode.QRCode(error_correction=qrcode.constants.ERROR_CORRECT_M, box_size=4)
+    code.add_data(qrcode.util.QRData(text, mode=qrcode.util.MODE_ALPHA_NUM))
+    code.make(fit=True)
+    image = code.make_image().get_image().convert("L")
+    (read,) = zxingcpp.read_barcodes(image)
+    assert read.text == text
+    assert qrtext.decode(read.text, prefixes=BOTH, max_body=1000) == (PRESENTATION, body)
