@@ -27,7 +27,7 @@ from keys.store import KeyStore, create_passphrase_file, open_key_store
 #: Where `dev-pki` publishes what terminals need, under the instance folder.
 PUBLIC_DIR = "pki"
 ROOT_FILE = "root.pem"
-TRUST_LIST_FILE = "trust-list.cbor"
+TRUST_LIST_FILE = "trust-list"  # the name a terminal directory uses (verify/trust.py)
 #: The development passphrase file `dev-pki` creates when none is configured.
 DEV_PASSPHRASE_FILE = "dev-key-passphrase"  # noqa: S105 (a file name, not a secret)
 

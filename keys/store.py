@@ -297,7 +297,7 @@ def create_passphrase_file(path: Path) -> bool:
         _write_new_file(path, secrets.token_urlsafe(32).encode("ascii") + b"\n")
     except KeyStoreError:
         return False  # created meanwhile by a concurrent run
-    log.warning("created the development key passphrase file %s", path)
+    log.info("created the development key passphrase file %s", path)
     return True
 
 

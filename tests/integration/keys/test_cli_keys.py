@@ -207,7 +207,7 @@ def test_dev_pki_makes_a_marked_development_pki_and_is_rerunnable(
     assert "created development key passphrase" not in second
     root = x509.load_pem_x509_certificate((instance / "pki" / "root.pem").read_bytes())
     assert ca.is_development(root)
-    document = (instance / "pki" / "trust-list.cbor").read_bytes()
+    document = (instance / "pki" / "trust-list").read_bytes()
     trust = parse_trust_list(document, root=root, now=now_utc(), previous_sequence=1, grace=GRACE)
     assert trust.sequence == 2
     assert {s.purpose for s in trust.signers} == set(Purpose)
