@@ -52,11 +52,13 @@ __all__ = [
     "COSE_SIGN1_TAG",
     "CRIT",
     "KID",
+    "MAX_MESSAGE",
     "TYP",
     "CoseAlgorithm",
     "PublicKey",
     "Sign1",
     "key_signer",
+    "sig_structure",
     "sign1",
 ]
 

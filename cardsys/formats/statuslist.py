@@ -48,11 +48,13 @@ from cardsys.formats.cose import TYP, Sign1, sign1
 from cardsys.pki import Algorithm
 
 __all__ = [
+    "DEFAULT_MAX_SIZE",
     "MEDIA_TYPE",
     "ParsedStatusList",
     "Status",
     "StatusList",
     "StatusReference",
+    "inflate",
     "parse_status_list",
     "sign_status_list",
     "status_reference",
