@@ -141,6 +141,26 @@ def export_trust_list(app: App, out: Path, login: str | None, as_json: bool) -> 
     emit(as_json, data, f"trust list {info.trust_list_sequence} written to {out}")
 
 
+@keys.command("export-root")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@pass_app
+def export_root(app: App, out: Path, as_json: bool) -> None:
+    """Write the root certificate (PEM) that terminals pin; print its fingerprint."""
+    with app.db.transaction() as session:
+        root = ceremony.root_certificate(session)
+        info = ceremony.root_info(session)
+    _write_public(out, root.public_bytes(Encoding.PEM))
+    fingerprint = hashlib.sha256(root.public_bytes(Encoding.DER)).hexdigest()
+    data = {"out": str(out), "kid": info.kid, "sha256": fingerprint, "subject": info.subject}
+    emit(
+        as_json,
+        data,
+        f"root {info.kid} written to {out}\n  SHA-256 fingerprint {fingerprint}\n"
+        "  (read the fingerprint aloud when a terminal is provisioned)",
+    )
+
+
 @keys.command("list")
 @acting_options
 @pass_app

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner, Result
 from cryptography import x509
-from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from cardsys.cli import App, now_utc
@@ -23,7 +23,7 @@ from cardsys.db import Database
 from cardsys.errors import NotFoundError, WrongPassphraseError, WrongPinError
 from cardsys.formats.trustlist import parse_trust_list
 from cardsys.models import Base
-from cardsys.pki import Purpose
+from cardsys.pki import Purpose, kid
 from keys import ca, ceremony
 from keys.pkcs8 import decrypt_private_key
 from tests.factories import ADMIN, make_admin
@@ -268,3 +268,25 @@ def test_unknown_purpose_is_a_usage_error(
 ) -> None:
     result = run(cli_settings, "issue-signer", "--purpose", "firmware", "--as", ADMIN)
     assert result.exit_code == 2
+
+
+def test_export_root_writes_the_pinned_certificate_and_its_fingerprint(
+    cli_settings: Settings, instance: Path, clean_env: pytest.MonkeyPatch
+) -> None:
+    clean_env.setenv("CARDSYS_KEY_PASSPHRASE", PASSPHRASE)
+    created = json.loads(ok(run(cli_settings, "init-root", "--json", "--as", ADMIN)))
+    out = instance / "root.pem"
+    exported = json.loads(ok(run(cli_settings, "export-root", "--out", str(out), "--json")))
+    root = x509.load_pem_x509_certificate(out.read_bytes())
+    assert exported["kid"] == created["kid"] == kid(root).hex()
+    assert exported["sha256"] == root.fingerprint(hashes.SHA256()).hex()
+    assert not ca.is_development(root)
+    assert stat.S_IMODE(out.stat().st_mode) == 0o644
+
+
+def test_export_root_before_init_root_is_not_found(
+    cli_settings: Settings, instance: Path, clean_env: pytest.MonkeyPatch
+) -> None:
+    result = run(cli_settings, "export-root", "--out", str(instance / "root.pem"))
+    assert isinstance(result.exception, NotFoundError)
+    assert not (instance / "root.pem").exists()
