@@ -86,6 +86,11 @@ def keys_db(keys_settings: Settings) -> Iterator[Database]:
 
 
 @pytest.fixture
+def key_passphrase() -> str:
+    return PASSPHRASE
+
+
+@pytest.fixture
 def file_store(keys_settings: Settings) -> Iterator[FileKeyStore]:
     with FileKeyStore(keys_settings.instance_path / "keys", PASSPHRASE) as store:
         yield store

@@ -24,11 +24,11 @@ from cardsys.errors import (
 )
 from cardsys.formats import cose
 from cardsys.formats.trustlist import TrustList, parse_trust_list
-from cardsys.models import AuditEvent, Role, SignerRecord, SignerStatus
+from cardsys.models import AuditEvent, PkiState, Role, SignerRecord, SignerStatus
 from cardsys.pki import Purpose, RevocationReason, Signer, kid
 from keys import ca, ceremony
 from keys.ephemeral import EphemeralKeyStore
-from keys.store import KeyStore
+from keys.store import FileKeyStore, KeyRef, KeyStore
 from tests.factories import ADMIN, NOW, make_office, operator
 
 GRACE = timedelta(days=3)
@@ -492,4 +492,38 @@ def test_development_pki_leaves_a_production_root_alone(
     with keys_db.transaction() as session, pytest.raises(ConflictError, match="production"):
         ceremony.ensure_development_pki(
             session, key_store, operator(session, ADMIN), settings=keys_settings, now=NOW
+        )
+
+
+def test_servers_run_without_the_root_key_once_it_is_taken_offline(
+    keys_db: Database, file_store: FileKeyStore, keys_settings: Settings, key_passphrase: str
+) -> None:
+    setup_pki(keys_db, file_store, keys_settings, Purpose.CREDENTIAL, Purpose.TRUST_LIST)
+    with keys_db.transaction() as session:
+        state_ref = session.get(PkiState, 1).root_key_ref  # type: ignore[union-attr]
+    root_file = file_store.path(KeyRef(state_ref))
+    offline = root_file.with_name("offline-media")
+    root_file.rename(offline)
+    server = FileKeyStore(file_store.directory, key_passphrase)  # a fresh process: nothing cached
+    export(keys_db, server, keys_settings)  # signed by the trust-list signer
+    with keys_db.transaction() as session:
+        assert ceremony.active_signer(session, server, Purpose.CREDENTIAL, NOW)
+    with keys_db.transaction() as session, pytest.raises(NotFoundError):
+        ceremony.rotate(
+            session,
+            server,
+            operator(session, ADMIN),
+            Purpose.CREDENTIAL,
+            settings=keys_settings,
+            now=NOW,
+        )
+    offline.rename(root_file)  # back for the ceremony
+    with keys_db.transaction() as session:
+        ceremony.rotate(
+            session,
+            server,
+            operator(session, ADMIN),
+            Purpose.CREDENTIAL,
+            settings=keys_settings,
+            now=NOW,
         )
