@@ -264,6 +264,12 @@ class ReaderError(ChipError):
     code = "reader"
 
 
+class NoCardError(ReaderError):
+    """The reader is there but holds no card (or only an emulator's empty slot)."""
+
+    code = "no_card"
+
+
 # --- verification (terminal side) --------------------------------------------------------
 
 
@@ -413,3 +419,15 @@ class ChipAccessError(VerificationError):
     """The terminal could not open Secure Messaging with the card (wrong access key, bad MAC)."""
 
     code = "chip_access"
+
+
+class ChipPinError(VerificationError):
+    """The holder's PIN was wrong (the card counts the try)."""
+
+    code = "chip_pin"
+
+
+class ChipPinBlockedError(ChipPinError):
+    """The card's PIN is blocked after too many wrong tries: only the office can help."""
+
+    code = "chip_pin_blocked"
