@@ -43,6 +43,10 @@ def _card_view(form: CardForm) -> Any:
         if version is None:
             abort(400)
         reason = forms.choice(Reason, "reason")
+        if reason not in form.reasons:
+            # Only what the form offers: "superseded" is recorded by replace and renew, never
+            # picked by hand (the service would accept it for a plain revocation).
+            reason = None
         fallback = url_for(".card", number=number)
 
         def change(db: Session, actor: Operator) -> str:

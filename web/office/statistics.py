@@ -45,14 +45,14 @@ def count(db: Session, actor: Operator, *, today: date, days: int = DAYS) -> Off
     cards = select(Card).join(Card.resident).where(Resident.office_id == actor.office_id)
     scoped = cards.subquery()
     first = today - timedelta(days=days - 1)
-    per_day: dict[date, int] = dict(db.execute(
+    per_day: dict[date, int] = {day: n for day, n in db.execute(
         select(scoped.c.issue_date, func.count())
         .where(scoped.c.issue_date >= first, scoped.c.issue_date <= today)
         .group_by(scoped.c.issue_date)
-    ).tuples().all())
-    by_status: dict[CardStatus, int] = dict(db.execute(
+    )}
+    by_status: dict[CardStatus, int] = {status: n for status, n in db.execute(
         select(scoped.c.status, func.count()).group_by(scoped.c.status)
-    ).tuples().all())
+    )}
     by_region = db.execute(
         select(Resident.region, func.count(Card.id))
         .join(Card.resident)
@@ -60,12 +60,12 @@ def count(db: Session, actor: Operator, *, today: date, days: int = DAYS) -> Off
         .group_by(Resident.region)
         .order_by(func.count(Card.id).desc(), Resident.region)
         .limit(TOP_REGIONS)
-    ).tuples().all()
+    ).all()
     revoked = db.execute(
         select(scoped.c.status_reason, func.count())
         .where(scoped.c.status == CardStatus.REVOKED)
         .group_by(scoped.c.status_reason)
-    ).tuples().all()
+    ).all()
     return OfficeCounts(
         issued_per_day=tuple((first + timedelta(days=i), per_day.get(first + timedelta(days=i), 0))
                              for i in range(days)),

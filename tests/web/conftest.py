@@ -1,0 +1,167 @@
+"""Fixtures for the web tests, after the Flask tutorial's: `app`, `client`, `office` (logins).
+
+The schema is built with `Base.metadata.create_all` on a fresh SQLite file (the web tables are
+not in the migrations yet). A template database is seeded once per session through the real
+services (`tests.factories`): offices A and B, each with a clerk, two supervisors and an
+auditor, a resident and a card; every test gets its own copy. All operators share one password
+hash, so argon2 runs once at seeding and once per login.
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+import shutil
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+from sqlalchemy import select
+from werkzeug.test import TestResponse
+
+from cardsys.config import load_settings
+from cardsys.db import Database
+from cardsys.lifecycle import CardStatus
+from cardsys.models import Base, Operator
+from issuance import operators
+from tests.factories import NOW, Staff, make_card, make_office, make_resident
+from web import create_app
+
+PASSWORD = "correct horse battery staple"
+_CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
+_FORM_KEY = re.compile(r'name="form_key" value="([^"]+)"')
+
+
+@dataclass(frozen=True)
+class World:
+    """What the template database holds."""
+
+    a: Staff
+    b: Staff
+    resident_a: str
+    resident_b: str
+    card_a: str
+    card_b: str
+    name_a: str
+    name_b: str
+
+
+class Clock:
+    """The app's clock, which a test can move."""
+
+    def __init__(self, start: datetime) -> None:
+        self.now = start
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, **delta: float) -> None:
+        self.now += timedelta(**delta)
+
+
+@pytest.fixture(scope="session")
+def seeded(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, World]:
+    path = tmp_path_factory.mktemp("web-template") / "cardsys.db"
+    url = f"sqlite:///{path}"
+    database = Database(url)
+    Base.metadata.create_all(database.engine)
+    settings = load_settings(env={}, overrides={"database_url": url,
+                                                "instance_path": path.parent})
+    with database.transaction() as session:
+        a = make_office(session, "OFF-A", "110101")
+        b = make_office(session, "OFF-B", "310104")
+        holder_a = make_resident(session, a.clerk_in(session), 1, surname="Wang",
+                                 given_names="Fang")
+        holder_b = make_resident(session, b.clerk_in(session), 2, surname="Li",
+                                 given_names="Wei", region="310104")
+        card_a = make_card(session, a, holder_a, settings=settings, status=CardStatus.APPLIED)
+        card_b = make_card(session, b, holder_b, settings=settings, status=CardStatus.APPLIED)
+        hashed = operators.hash_password(PASSWORD)
+        for operator in session.scalars(select(Operator).where(Operator.office_id.is_not(None))):
+            operator.password_hash = hashed
+        world = World(a=a, b=b, resident_a=holder_a.id_number, resident_b=holder_b.id_number,
+                      card_a=card_a.number, card_b=card_b.number, name_a="Wang Fang",
+                      name_b="Li Wei")
+    database.dispose()
+    return path, world
+
+
+@pytest.fixture
+def world(seeded: tuple[Path, World]) -> World:
+    return seeded[1]
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock(NOW + timedelta(days=1))
+
+
+@pytest.fixture
+def make_app(
+    seeded: tuple[Path, World], tmp_path: Path, clock: Clock
+) -> Iterator[Any]:
+    """A factory: `make_app(secure_cookies=True)` builds another app on the same database."""
+    database = tmp_path / "cardsys.db"
+    shutil.copyfile(seeded[0], database)
+    made: list[Flask] = []
+
+    def build(**settings: Any) -> Flask:
+        app = create_app({
+            "TESTING": True,
+            "CARDSYS": {"instance_path": tmp_path / "instance",
+                        "database_url": f"sqlite:///{database}", **settings},
+            "CARDSYS_CLOCK": clock,
+        })
+        made.append(app)
+        return app
+
+    yield build
+    for app in made:
+        app.extensions["cardsys_db"].dispose()
+
+
+@pytest.fixture
+def app(make_app: Any) -> Flask:
+    app: Flask = make_app()
+    return app
+
+
+@pytest.fixture
+def client(app: Flask) -> FlaskClient:
+    client = app.test_client()
+    client.set_cookie("lang", "en")
+    return client
+
+
+def csrf_token(client: FlaskClient, path: str = "/") -> str:
+    """A valid CSRF token of the client's session, read from a page's form."""
+    match = _CSRF.search(client.get(path).get_data(as_text=True))
+    assert match is not None, f"no CSRF token on {path}"
+    return match.group(1)
+
+
+def form_key(page: str) -> str:
+    """The first form key on a page."""
+    match = _FORM_KEY.search(page)
+    assert match is not None, "no form key on the page"
+    return match.group(1)
+
+
+def login(client: FlaskClient, name: str, password: str = PASSWORD) -> TestResponse:
+    """Sign in through the login form."""
+    token = csrf_token(client)
+    return client.post("/office/login", data={"login": name, "password": password,
+                                              "csrf_token": token})
+
+
+def post(client: FlaskClient, path: str, data: dict[str, Any] | None = None,
+         **kwargs: Any) -> TestResponse:
+    """POST a form with a valid CSRF token and a fresh form key (unless `data` names them)."""
+    fields = {"csrf_token": csrf_token(client), "form_key": secrets.token_urlsafe(16),
+              **(data or {})}
+    return client.post(path, data=fields, **kwargs)
