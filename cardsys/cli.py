@@ -490,6 +490,13 @@ def demo_seed(app: App) -> None:
         click.echo(f"  {entry.login:<12} {entry.password}   ({entry.role.value})")
 
 
+# --- other areas' command groups ------------------------------------------------------------
+
+from cardsys.cli_keys import keys  # noqa: E402 (registered after the core commands)
+
+cli.add_command(keys)
+
+
 # --- entry point --------------------------------------------------------------------------
 
 

@@ -379,16 +379,16 @@ class MissingDataGroupError(VerificationError):
     code = "dg_missing"
 
 
-class StaleTrustError(VerificationError):
-    """The terminal's trust list is past its next update by more than the allowed grace."""
-
-    code = "stale_trust"
-
-
 class TrustListError(VerificationError):
     """A trust list is tampered, rolled back, not signed by the pinned root or malformed."""
 
     code = "bad_trust_list"
+
+
+class StaleTrustError(TrustListError):
+    """The terminal's trust list is past its next update by more than the allowed grace."""
+
+    code = "stale_trust"
 
 
 class RollbackError(TrustListError):

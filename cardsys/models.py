@@ -28,7 +28,9 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
+from cardsys.config import KeyStoreKind
 from cardsys.lifecycle import CardKind, CardStatus, Reason
+from cardsys.pki import Purpose, RevocationReason
 
 
 class UtcDateTime(TypeDecorator[datetime]):
@@ -258,7 +260,6 @@ class AuditCheckpoint(Base):
     signature: Mapped[bytes] = mapped_column(LargeBinary)
 
 
-
 # --- web application: operator sessions and idempotency keys (owned by web/) ----------------
 
 
@@ -310,10 +311,6 @@ class IdempotencyKey(Base):
 
 
 # --- keys: the signer registry and the PKI state (owned by keys/) ----------------------------
-
-# Imported here so this section stays self-contained (the lead may move them to the top).
-from cardsys.config import KeyStoreKind  # noqa: E402
-from cardsys.pki import Purpose, RevocationReason  # noqa: E402
 
 
 class SignerStatus(enum.StrEnum):

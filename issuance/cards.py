@@ -18,6 +18,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from cardsys import audit
+from cardsys.access import require_office, require_role
 from cardsys.config import Settings
 from cardsys.errors import (
     ActiveCardExistsError,
@@ -32,7 +33,6 @@ from cardsys.errors import (
 from cardsys.ids import CardNumber
 from cardsys.lifecycle import Action, CardKind, CardStatus, Reason, next_state
 from cardsys.models import Card, CardNumberCounter, Operator, Resident, Role
-from issuance.operators import require_office, require_role
 
 #: Who may take each action (admin acts only through the system operator's jobs).
 ACTION_ROLES: dict[Action, tuple[Role, ...]] = {

@@ -11,12 +11,12 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from cardsys import audit
+from cardsys.access import require_role
 from cardsys.errors import (
     AuthenticationError,
     DuplicateError,
     LockedError,
     NotFoundError,
-    PermissionDeniedError,
     ValidationError,
 )
 from cardsys.models import Office, Operator, Role
@@ -29,26 +29,6 @@ _REGION = re.compile(r"[0-9]{6}")
 MIN_PASSWORD = 12
 
 _hasher = PasswordHasher()  # argon2id with the library's current recommended parameters
-
-
-def require_role(actor: Operator, *roles: Role) -> None:
-    """Raise `PermissionDeniedError` unless the actor is active and holds one of `roles`."""
-    if not actor.active:
-        raise PermissionDeniedError(f"operator {actor.login} is deactivated")
-    if actor.role not in roles:
-        allowed = ", ".join(r.value for r in roles)
-        raise PermissionDeniedError(
-            f"operator {actor.login} ({actor.role.value}) may not do this (needs {allowed})"
-        )
-
-
-def require_office(actor: Operator, office_id: int) -> None:
-    """Raise `NotFoundError` unless the record belongs to the actor's office.
-
-    Another office's data is reported as not found, so its existence does not leak.
-    """
-    if actor.office_id != office_id:
-        raise NotFoundError("no such record in your office")
 
 
 def add_office(

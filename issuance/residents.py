@@ -10,6 +10,7 @@ from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
 from cardsys import audit
+from cardsys.access import require_office, require_role
 from cardsys.errors import (
     DuplicateError,
     NotFoundError,
@@ -18,7 +19,6 @@ from cardsys.errors import (
 )
 from cardsys.ids import ResidentId
 from cardsys.models import Operator, Photo, Resident, Role, Sex
-from issuance.operators import require_office, require_role
 
 MAX_PHOTO_BYTES = 100_000
 _PHOTO_TYPES = {b"\xff\xd8\xff": "image/jpeg", b"\x89PNG\r\n\x1a\n": "image/png"}

@@ -31,6 +31,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from cardsys import audit
+from cardsys.access import require_role
 from cardsys.config import Settings
 from cardsys.errors import (
     ConflictError,
@@ -38,7 +39,6 @@ from cardsys.errors import (
     KeyStoreError,
     NoActiveSignerError,
     NotFoundError,
-    PermissionDeniedError,
     ValidationError,
     VerificationError,
 )
@@ -484,21 +484,6 @@ def ensure_development_pki(
 
 
 # --- helpers -----------------------------------------------------------------------------------
-
-
-def require_role(actor: Operator, *roles: Role) -> None:
-    """Raise `PermissionDeniedError` unless the actor is active and holds one of `roles`.
-
-    The same rule as `issuance.operators.require_role`, repeated because `keys/` may import
-    only `cardsys` (DESIGN.md: imports point one way).
-    """
-    if not actor.active:
-        raise PermissionDeniedError(f"operator {actor.login} is deactivated")
-    if actor.role not in roles:
-        allowed = ", ".join(r.value for r in roles)
-        raise PermissionDeniedError(
-            f"operator {actor.login} ({actor.role.value}) may not do this (needs {allowed})"
-        )
 
 
 def _state(session: Session, *, lock: bool = False) -> PkiState:

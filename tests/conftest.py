@@ -6,4 +6,5 @@ pytest_plugins = [
     "tests.fixtures.postgres",
     "tests.fixtures.database",
     "tests.fixtures.pcsc",
+    "tests.fixtures.softhsm",
 ]

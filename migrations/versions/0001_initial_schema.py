@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-30 14:28:32.553686
+Create Date: 2026-11-30
 """
 
 from __future__ import annotations
@@ -74,6 +74,44 @@ def upgrade() -> None:
     sa.PrimaryKeyConstraint('id'),
     sa.UniqueConstraint('sha256')
     )
+    op.create_table('pki_state',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('root_certificate', sa.LargeBinary(), nullable=False),
+    sa.Column('root_kid', sa.String(length=16), nullable=False),
+    sa.Column('root_store_kind', sa.Enum('file', 'pkcs11', name='keystorekind', native_enum=False, length=8), nullable=False),
+    sa.Column('root_key_ref', sa.String(length=64), nullable=False),
+    sa.Column('development', sa.Boolean(), nullable=False),
+    sa.Column('created_at', cardsys.models.UtcDateTime(timezone=True), nullable=False),
+    sa.Column('crl', sa.LargeBinary(), nullable=False),
+    sa.Column('crl_number', sa.BigInteger(), nullable=False),
+    sa.Column('crl_next_update', cardsys.models.UtcDateTime(timezone=True), nullable=False),
+    sa.Column('trust_list_sequence', sa.BigInteger(), nullable=False),
+    sa.Column('trust_list', sa.LargeBinary(), nullable=True),
+    sa.Column('trust_list_issued_at', cardsys.models.UtcDateTime(timezone=True), nullable=True),
+    sa.PrimaryKeyConstraint('id')
+    )
+    op.create_table('signers',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('kid', sa.String(length=16), nullable=False),
+    sa.Column('purpose', sa.Enum('chip-document', 'credential', 'status-list', 'trust-list', 'audit', name='purpose', native_enum=False, length=24), nullable=False),
+    sa.Column('certificate', sa.LargeBinary(), nullable=False),
+    sa.Column('serial', sa.String(length=42), nullable=False),
+    sa.Column('store_kind', sa.Enum('file', 'pkcs11', name='keystorekind', native_enum=False, length=8), nullable=False),
+    sa.Column('key_ref', sa.String(length=64), nullable=False),
+    sa.Column('usage_start', cardsys.models.UtcDateTime(timezone=True), nullable=False),
+    sa.Column('usage_end', cardsys.models.UtcDateTime(timezone=True), nullable=False),
+    sa.Column('not_after', cardsys.models.UtcDateTime(timezone=True), nullable=False),
+    sa.Column('status', sa.Enum('active', 'retired', 'revoked', name='signerstatus', native_enum=False, length=8), nullable=False),
+    sa.Column('created_at', cardsys.models.UtcDateTime(timezone=True), nullable=False),
+    sa.Column('retired_at', cardsys.models.UtcDateTime(timezone=True), nullable=True),
+    sa.Column('revoked_at', cardsys.models.UtcDateTime(timezone=True), nullable=True),
+    sa.Column('revocation_reason', sa.Enum('key-compromise', 'superseded', 'cessation-of-operation', 'affiliation-changed', 'unspecified', name='revocationreason', native_enum=False, length=24), nullable=True),
+    sa.PrimaryKeyConstraint('id'),
+    sa.UniqueConstraint('kid')
+    )
+    with op.batch_alter_table('signers', schema=None) as batch_op:
+        batch_op.create_index('ix_signers_purpose_status', ['purpose', 'status'], unique=False)
+
     op.create_table('operators',
     sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('login', sa.String(length=64), nullable=False),
@@ -89,6 +127,34 @@ def upgrade() -> None:
     sa.PrimaryKeyConstraint('id'),
     sa.UniqueConstraint('login')
     )
+    op.create_table('idempotency_keys',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('operator_id', sa.Integer(), nullable=False),
+    sa.Column('key', sa.String(length=64), nullable=False),
+    sa.Column('fingerprint', sa.String(length=64), nullable=False),
+    sa.Column('created_at', cardsys.models.UtcDateTime(timezone=True), nullable=False),
+    sa.Column('location', sa.String(length=300), nullable=True),
+    sa.Column('response_status', sa.Integer(), nullable=True),
+    sa.Column('response_body', sa.JSON(), nullable=True),
+    sa.ForeignKeyConstraint(['operator_id'], ['operators.id'], ),
+    sa.PrimaryKeyConstraint('id'),
+    sa.UniqueConstraint('operator_id', 'key', name='uq_idempotency_keys')
+    )
+    op.create_table('operator_sessions',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('token_sha256', sa.String(length=64), nullable=False),
+    sa.Column('operator_id', sa.Integer(), nullable=False),
+    sa.Column('created_at', cardsys.models.UtcDateTime(timezone=True), nullable=False),
+    sa.Column('last_seen_at', cardsys.models.UtcDateTime(timezone=True), nullable=False),
+    sa.Column('expires_at', cardsys.models.UtcDateTime(timezone=True), nullable=False),
+    sa.Column('ended_at', cardsys.models.UtcDateTime(timezone=True), nullable=True),
+    sa.ForeignKeyConstraint(['operator_id'], ['operators.id'], ),
+    sa.PrimaryKeyConstraint('id'),
+    sa.UniqueConstraint('token_sha256')
+    )
+    with op.batch_alter_table('operator_sessions', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_operator_sessions_operator_id'), ['operator_id'], unique=False)
+
     op.create_table('residents',
     sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('id_number', sa.String(length=18), nullable=False),
@@ -168,7 +234,17 @@ def downgrade() -> None:
         batch_op.drop_index('ix_residents_lookup')
 
     op.drop_table('residents')
+    with op.batch_alter_table('operator_sessions', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_operator_sessions_operator_id'))
+
+    op.drop_table('operator_sessions')
+    op.drop_table('idempotency_keys')
     op.drop_table('operators')
+    with op.batch_alter_table('signers', schema=None) as batch_op:
+        batch_op.drop_index('ix_signers_purpose_status')
+
+    op.drop_table('signers')
+    op.drop_table('pki_state')
     op.drop_table('photos')
     op.drop_table('offices')
     op.drop_table('card_number_counters')
