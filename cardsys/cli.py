@@ -63,7 +63,8 @@ class App:
             yield session, operators.get_operator(session, login)
 
 
-pass_app = click.make_pass_decorator(App)
+#: Passes the shared `App` to a command. Annotated so modules importing it in a cycle type-check.
+pass_app: Callable[[Callable[..., Any]], Callable[..., Any]] = click.make_pass_decorator(App)
 
 
 def now_utc() -> datetime:
