@@ -29,6 +29,9 @@ DA        0001    PUT DATA BAC seed (16 bytes)
 DA        0002    PUT DATA Active Authentication private key (32-byte P-256 scalar)
 DA        0003    PUT DATA PIN (4 to 12 ASCII digits); resets the retry counter
 44        0000    LOCK: needs BAC seed, AA key, EF.COM and EF.SOD; ends personalization
+0E        0000    ERASE: back to blank (files, BAC seed, AA key, PIN gone; the serial and
+                  the transport key stay), so a bureau can re-use a card whose
+                  personalization was interrupted before it was recorded
 ========  ======  ==================================================================
 
 GET DATA ``00 CA 01 01`` returns the chip serial (plain before the lock, under BAC after).
@@ -68,6 +71,7 @@ ATR_HISTORICAL = b"CARDSYS-01"
 INS_CREATE_FILE = 0xE0
 INS_PUT_DATA = 0xDA
 INS_LOCK = 0x44
+INS_ERASE = 0x0E
 PUT_BAC_SEED = 0x0001
 PUT_AA_KEY = 0x0002
 PUT_PIN = 0x0003
@@ -98,6 +102,7 @@ class Faults:
     truncate_response: bool = False  # cut protected responses in half (keeps the SW)
     swap_files: tuple[int, int] | None = None  # serve each of these two files as the other
     clone_aa_key: bool = False  # answer INTERNAL AUTHENTICATE with a key not matching DG15
+    replay_aa: bool = False  # answer INTERNAL AUTHENTICATE with its previous answer, again
 
 
 def build_atr(historical: bytes) -> bytes:
@@ -193,6 +198,7 @@ class Card:
         self.faults = Faults()
         self.apdu_count = 0
         self._clone_key: ec.EllipticCurvePrivateKey | None = None
+        self._last_aa_answer: bytes | None = None
         self.reset()
 
     # --- creation and persistence --------------------------------------------------------
@@ -429,7 +435,12 @@ class Card:
         if len(command.data) != aa.CHALLENGE_LENGTH:
             raise _Reply(apdu.SW_WRONG_LENGTH)
         key = self._aa_key()
-        return apdu.response(aa.sign_challenge(key, command.data))
+        if self.faults.replay_aa and self._last_aa_answer is not None:
+            # A recording of an earlier session: a valid signature, but over a challenge
+            # another terminal chose.
+            return apdu.response(self._last_aa_answer)
+        self._last_aa_answer = aa.sign_challenge(key, command.data)
+        return apdu.response(self._last_aa_answer)
 
     def _aa_key(self) -> ec.EllipticCurvePrivateKey:
         if self.faults.clone_aa_key:
@@ -478,12 +489,13 @@ class Card:
             apdu.INS_UPDATE_BINARY: self._update_binary,
             INS_PUT_DATA: self._put_data,
             INS_LOCK: self._lock_card,
+            INS_ERASE: self._erase,
         }
         handler = handlers.get(command.ins)
         if handler is None:
             raise _Reply(apdu.SW_INS_NOT_SUPPORTED)
         result = handler(command)
-        if self._image.state is CardState.BLANK:
+        if self._image.state is CardState.BLANK and command.ins != INS_ERASE:
             self._image.state = CardState.PERSONALIZED
         self._save()
         return result
@@ -550,4 +562,15 @@ class Card:
         image.state = CardState.LOCKED
         image.transport_key = None  # the bureau key has no more use on this card
         self._bac = None
+        return apdu.response()
+
+    def _erase(self, command: CommandApdu) -> bytes:
+        if command.p1 or command.p2 or command.data:
+            raise _Reply(apdu.SW_INCORRECT_P1P2)
+        image = self._image
+        image.state = CardState.BLANK
+        image.files.clear()
+        image.bac_seed = image.aa_key = image.pin_salt = image.pin_hash = None
+        image.pin_tries = PIN_TRIES
+        self._current = None
         return apdu.response()

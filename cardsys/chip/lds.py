@@ -15,14 +15,20 @@ EF.DG1    0101   61    80 card number, 81 surname, 82 given names, 83 sex (F/M/X
                        84 birth date, 85 expiry date, 86 issuing agency
 EF.DG2    0102   75    80 image format (01 = JPEG), 5F2E image bytes (the portrait)
 EF.DG11   010B   6B    80 resident ID number, 81 region code,
-                       A2 (constructed) insurance schemes, one 80 each, in order
+                       A2 (constructed) insurance schemes, one 80 each, in order,
+                       83 status-list number, 84 index in that list (see below)
 EF.DG14   010E   6E    SecurityInfos DER (ActiveAuthenticationInfo, see `aa`)
 EF.DG15   010F   6F    SubjectPublicKeyInfo DER of the Active Authentication key
 EF.SOD    011D   77    CMS SignedData over the LDSSecurityObject (see `sod`)
 ========  =====  ====  ====================================================================
 
-Parsers refuse missing or repeated fields, unknown tags inside DG1/DG2/DG11 and bad dates
-with `DecodeError`.
+The card's slot in the published status lists (list number and index, both unsigned
+big-endian integers of 1 to 4 bytes, minimally encoded) travels in DG11, so it is covered by
+the SOD signature: a terminal looks the card up where the agency signed it is, not where an
+altered chip would like it to look.
+
+Parsers refuse missing or repeated fields, unknown tags inside DG1/DG2/DG11, bad dates and
+non-minimal integers with `DecodeError`.
 """
 
 from __future__ import annotations
@@ -52,6 +58,8 @@ LDS_VERSION = b"0108"
 UNICODE_VERSION = b"040000"
 IMAGE_JPEG = 0x01
 SEXES = frozenset({"F", "M", "X"})
+#: Status-list numbers and indexes fit 4 bytes (2^32 lists of up to 2^32 entries).
+MAX_SLOT = 0xFFFFFFFF
 
 
 def file_id(dg: int) -> int:
@@ -80,8 +88,15 @@ class ChipHolder:
     schemes: tuple[str, ...]
     portrait: bytes
     issuer: str
+    #: The card's status-list slot: list (shard) number and index inside it.
+    status_list: int
+    status_index: int
 
     def __post_init__(self) -> None:
+        for name in ("status_list", "status_index"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= MAX_SLOT:
+                raise ValidationError(f"chip holder {name} must be an integer 0..{MAX_SLOT}")
         if self.sex not in SEXES:
             raise ValidationError(f"sex must be one of F, M, X, not {self.sex!r}")
         for name in ("card_number", "surname", "id_number", "region", "issuer"):
@@ -113,6 +128,12 @@ class Dg11:
     id_number: str
     region: str
     schemes: tuple[str, ...]
+    status_list: int
+    status_index: int
+
+
+def _uint(value: int) -> bytes:
+    return value.to_bytes(max(1, (value.bit_length() + 7) // 8), "big")
 
 
 def _date(day: date) -> bytes:
@@ -145,6 +166,8 @@ def build_dg11(holder: ChipHolder) -> bytes:
             (0x80, holder.id_number.encode("ascii")),
             (0x81, holder.region.encode("utf-8")),
             (0xA2, schemes),
+            (0x83, _uint(holder.status_list)),
+            (0x84, _uint(holder.status_index)),
         )
     )
     return tlv.encode(DG_TAGS[11], body)
@@ -213,6 +236,12 @@ def _parse_date(raw: bytes, name: str) -> date:
         raise DecodeError(f"{name} {text} is not a date") from None
 
 
+def _parse_uint(raw: bytes, name: str) -> int:
+    if not 1 <= len(raw) <= 4 or (len(raw) > 1 and raw[0] == 0):
+        raise DecodeError(f"{name} must be a minimally encoded integer of 1 to 4 bytes")
+    return int.from_bytes(raw, "big")
+
+
 def parse_dg1(data: bytes) -> Dg1:
     """Decode DG1; DecodeError when malformed."""
     f = _fields(_outer(data, DG_TAGS[1], "DG1"), set(range(0x80, 0x87)), "DG1")
@@ -242,7 +271,7 @@ def parse_dg2(data: bytes) -> bytes:
 
 def parse_dg11(data: bytes) -> Dg11:
     """Decode DG11; DecodeError when malformed."""
-    f = _fields(_outer(data, DG_TAGS[11], "DG11"), {0x80, 0x81, 0xA2}, "DG11")
+    f = _fields(_outer(data, DG_TAGS[11], "DG11"), {0x80, 0x81, 0xA2, 0x83, 0x84}, "DG11")
     schemes_item = tlv.parse_one(tlv.encode(0xA2, f[0xA2]))
     schemes = []
     for child in schemes_item.children:
@@ -253,6 +282,8 @@ def parse_dg11(data: bytes) -> Dg11:
         id_number=_text(f[0x80], "ID number", "ascii"),
         region=_text(f[0x81], "region"),
         schemes=tuple(schemes),
+        status_list=_parse_uint(f[0x83], "DG11 status-list number"),
+        status_index=_parse_uint(f[0x84], "DG11 status index"),
     )
 
 
@@ -302,6 +333,8 @@ def parse_holder(dgs: Mapping[int, bytes]) -> ChipHolder:
             schemes=dg11.schemes,
             portrait=parse_dg2(dgs[2]),
             issuer=dg1.issuer,
+            status_list=dg11.status_list,
+            status_index=dg11.status_index,
         )
     except ValidationError as exc:
         raise DecodeError(f"chip holder data is invalid: {exc}") from None

@@ -5,8 +5,8 @@ loads on machines without it. Transport-level status words are handled here, as 
 7816-3/-4 make them the reader side's business: ``61xx`` -> GET RESPONSE until all data is in,
 ``6Cxx`` -> resend with Le = xx. Everything else is returned to the caller.
 
-`ReaderError` covers: pyscard missing, pcscd not running, no such reader, no card, and a
-reader or card that stopped answering.
+`ReaderError` covers: pyscard missing, pcscd not running, no such reader, no card
+(`NoCardError`), and a reader or card that stopped answering.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from types import ModuleType
 from typing import Any
 
 from cardsys.chip.apdu import INS_GET_RESPONSE, CommandApdu
-from cardsys.errors import DecodeError, ReaderError
+from cardsys.errors import DecodeError, NoCardError, ReaderError
 
 #: The ATR our card emulator's empty slots show (`cardsys.chip.vpcd.EMPTY_SLOT_ATR`).
 EMPTY_SLOT_ATR = bytes.fromhex("3B878001") + b"NO CARD" + bytes([0x33])
@@ -63,7 +63,7 @@ class PcscTransport:
         try:
             self._connection.connect()
         except exceptions.NoCardException:
-            raise ReaderError(f"no card in reader {self.reader_name}") from None
+            raise NoCardError(f"no card in reader {self.reader_name}") from None
         except exceptions.CardConnectionException as exc:
             raise ReaderError(f"cannot connect to {self.reader_name}: {exc}") from None
         if self.atr == EMPTY_SLOT_ATR:
@@ -72,7 +72,7 @@ class PcscTransport:
             self._reset()
         if self.atr == EMPTY_SLOT_ATR:
             self._connection.disconnect()
-            raise ReaderError(f"no card in reader {self.reader_name}")
+            raise NoCardError(f"no card in reader {self.reader_name}")
         self.apdu_count = 0
 
     def _reset(self) -> None:

@@ -4,12 +4,16 @@
 set of files (EF.COM, the DGs, EF.SOD) plus the secrets; `write_card` writes them through
 APDUs (our proprietary CLA 80 set, see `emulator`) under Secure Messaging keyed by the bureau's
 transport key, checks with INTERNAL AUTHENTICATE that the card's AA key matches DG15, and
-locks the card. The AA private key exists only in the `Personalization` value in memory and,
-afterwards, on the card.
+locks the card. A crash-safe bureau batch (`issuance.personalize`) uses the steps one by one:
+`open_bureau_session`, `erase`, `write_files`, record, `lock`, and on resume `check_written`.
+The AA private key exists only in the `Personalization` value in memory and, afterwards, on
+the card.
 """
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -23,6 +27,7 @@ from cardsys.chip.bac import AccessKey
 from cardsys.chip.emulator import (
     GET_DATA_SERIAL,
     INS_CREATE_FILE,
+    INS_ERASE,
     INS_LOCK,
     INS_PUT_DATA,
     PUT_AA_KEY,
@@ -31,6 +36,7 @@ from cardsys.chip.emulator import (
 )
 from cardsys.chip.sod import build_sod
 from cardsys.chip.terminal import SHORT_CHUNK, ChipSession
+from cardsys.errors import ChipError
 from cardsys.pki import Signer
 
 #: Bytes of file data per UPDATE BINARY with extended length (well inside a vpcd frame).
@@ -85,23 +91,31 @@ def _put(session: ChipSession, command: CommandApdu, what: str) -> None:
     session.command(command).check(what)
 
 
-def write_card(
-    transport: Transport,
-    transport_key: bytes,
-    perso: Personalization,
-    *,
-    extended: bool = True,
-) -> str:
-    """Personalize and lock the blank card on `transport`; return its chip serial.
+def open_bureau_session(
+    transport: Transport, transport_key: bytes, *, extended: bool = True
+) -> ChipSession:
+    """Secure Messaging with a card that is not locked yet, keyed by the bureau's transport key.
 
     Raises:
-        AccessDeniedError: the transport key does not open the card.
-        ApduError: the card refused a command (e.g. 6E00: it is already locked).
+        AccessDeniedError: the transport key does not open the card (or it is locked).
+    """
+    return ChipSession.open(transport, transport_key, extended=extended)
+
+
+def erase(session: ChipSession) -> None:
+    """Return an unlocked card to blank (a bureau re-uses an interrupted card this way)."""
+    _put(session, CommandApdu(0x80, INS_ERASE, 0, 0), "ERASE")
+
+
+def write_files(session: ChipSession, perso: Personalization) -> None:
+    """Write every file and secret of `perso` onto a blank card, then prove with INTERNAL
+    AUTHENTICATE that the card's AA key matches DG15. The card is NOT locked.
+
+    Raises:
+        ApduError: the card refused a command (e.g. 6A89: it is not blank).
         ChipCloneError: the card's AA answer does not match DG15 (written wrong).
     """
-    serial = read_serial(transport)
-    session = ChipSession.open(transport, transport_key, extended=extended)
-    chunk = WRITE_CHUNK if extended else SHORT_CHUNK
+    chunk = WRITE_CHUNK if session.extended else SHORT_CHUNK
     for fid, content in perso.files.items():
         _put(
             session,
@@ -123,11 +137,50 @@ def write_card(
     if perso.pin is not None:
         pin = perso.pin.encode("ascii")
         _put(session, CommandApdu(0x80, INS_PUT_DATA, 0, PUT_PIN, pin), "PUT PIN")
-    _check_aa(session, perso)
-    _put(session, CommandApdu(0x80, INS_LOCK, 0, 0), "LOCK")
-    return serial
+    check_aa_key(session, perso.aa_public_key_info)
 
 
-def _check_aa(session: ChipSession, perso: Personalization) -> None:
+def check_aa_key(session: ChipSession, aa_public_key_info: bytes) -> None:
+    """Raise `ChipCloneError` unless the card signs a fresh challenge with this AA key."""
     challenge = secrets.token_bytes(aa.CHALLENGE_LENGTH)
-    aa.check_aa(perso.aa_public_key_info, challenge, session.internal_authenticate(challenge))
+    aa.check_aa(aa_public_key_info, challenge, session.internal_authenticate(challenge))
+
+
+def check_written(session: ChipSession, *, sod_sha256: bytes, aa_public_key_info: bytes) -> None:
+    """Check that an unlocked card holds what a bureau recorded for it (EF.SOD and AA key).
+
+    Raises:
+        ChipError: EF.SOD differs from the recorded hash.
+        ChipCloneError: the card's AA key is not the recorded one.
+        ApduError: the card lacks a file or refused a command.
+    """
+    sod = session.read_file(lds.FID_SOD)
+    if not hmac.compare_digest(hashlib.sha256(sod).digest(), sod_sha256):
+        raise ChipError("the card in the reader does not hold the recorded security object")
+    check_aa_key(session, aa_public_key_info)
+
+
+def lock(session: ChipSession) -> None:
+    """LOCK: end personalization for good (the card then opens only with its access key)."""
+    _put(session, CommandApdu(0x80, INS_LOCK, 0, 0), "LOCK")
+
+
+def write_card(
+    transport: Transport,
+    transport_key: bytes,
+    perso: Personalization,
+    *,
+    extended: bool = True,
+) -> str:
+    """Personalize and lock the blank card on `transport`; return its chip serial.
+
+    Raises:
+        AccessDeniedError: the transport key does not open the card.
+        ApduError: the card refused a command (e.g. 6E00: it is already locked).
+        ChipCloneError: the card's AA answer does not match DG15 (written wrong).
+    """
+    serial = read_serial(transport)
+    session = open_bureau_session(transport, transport_key, extended=extended)
+    write_files(session, perso)
+    lock(session)
+    return serial

@@ -13,6 +13,14 @@ so `VpcdServer.start` binds all of them at once, card or no card. `insert` / `re
 card in a slot like a hand at a reader; the connection to vpcd stays open (see
 `EMPTY_SLOT_ATR` for why), so stop pcscd before stopping the server.
 
+A slot may have a `BlankHopper`, as a bureau machine has a stack of blank cards: when a card
+in that slot answers the LOCK that ends its personalization, it is taken out (its image file
+stays where it is) and a fresh blank card from the hopper goes in, before the next APDU.
+
+Tests may watch the APDUs of a slot (`VpcdServer.observe`): the observer is called with the
+card and the command before the card processes it and again with the response before it is
+sent, so a test can kill a personalization process at a chosen APDU.
+
 Only loopback addresses are accepted as the listening host: a card emulator is a test and
 bureau tool, never a network service.
 """
@@ -22,13 +30,14 @@ from __future__ import annotations
 import contextlib
 import ipaddress
 import logging
+import re
 import select
 import socket
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
-from cardsys.chip.emulator import Card, build_atr
+from cardsys.chip.emulator import Card, CardState, build_atr
 from cardsys.errors import ChipError
 
 DEFAULT_PORTS = (35963, 35964)
@@ -47,6 +56,44 @@ _POLL = 0.1
 _IO_TIMEOUT = 10.0
 
 log = logging.getLogger(__name__)
+
+#: Called with (card, command, None) before a card processes a command and with
+#: (card, command, response) before the response is sent.
+Observer = Callable[[Card, bytes, bytes | None], None]
+
+
+class BlankHopper:
+    """A stack of blank cards in `directory`: `<prefix><n>.card`, serial `<prefix><n>`.
+
+    Numbers continue after the highest image already in the directory, so serials stay
+    unique across emulator restarts. Taken-out (locked) cards are listed in `ejected`.
+    """
+
+    def __init__(self, directory: Path, transport_key: bytes, *, prefix: str = "HOP-") -> None:
+        if not re.fullmatch(r"[A-Z0-9-]{1,16}", prefix):
+            raise ChipError("a hopper serial prefix is 1-16 of A-Z, 0-9 and '-'")
+        if len(transport_key) != 16:
+            raise ChipError("the transport key is a 16-byte BAC seed")
+        self.directory = Path(directory)
+        self.directory.mkdir(parents=True, exist_ok=True)
+        self._key = bytes(transport_key)
+        self._prefix = prefix
+        self._lock = threading.Lock()
+        pattern = re.compile(re.escape(prefix) + r"([0-9]{6,})\.card")
+        numbers = [
+            int(found.group(1))
+            for path in self.directory.iterdir()
+            if (found := pattern.fullmatch(path.name)) is not None
+        ]
+        self._next = max(numbers, default=0) + 1
+        self.ejected: list[Card] = []
+
+    def take(self) -> Card:
+        """A new blank card image."""
+        with self._lock:
+            serial = f"{self._prefix}{self._next:06d}"
+            self._next += 1
+        return Card.blank(self.directory / f"{serial}.card", serial, self._key)
 
 
 class _Closed(Exception):
@@ -88,6 +135,8 @@ class _Slot:
         self.conn: socket.socket | None = None
         self.lock = threading.Lock()
         self.thread: threading.Thread | None = None
+        self.hopper: BlankHopper | None = None
+        self.observer: Observer | None = None
 
     @property
     def port(self) -> int:
@@ -157,6 +206,17 @@ class VpcdServer:
         """The card in a slot, if any."""
         return self._slot(slot).card
 
+    def attach_hopper(self, hopper: BlankHopper | None, slot: int = 0) -> None:
+        """Feed a slot from `hopper` (None detaches); an empty slot gets a blank card now."""
+        target = self._slot(slot)
+        target.hopper = hopper
+        if hopper is not None and target.card is None:
+            self.insert(hopper.take(), slot)
+
+    def observe(self, observer: Observer | None, slot: int = 0) -> None:
+        """Watch a slot's APDUs (see the module docstring); None stops watching."""
+        self._slot(slot).observer = observer
+
     def stop(self) -> None:
         """Stop serving: close every connection and listener, join the threads."""
         self._stop.set()
@@ -219,7 +279,7 @@ class VpcdServer:
             elif card is None:
                 _send(conn, EMPTY_SLOT_SW)
             else:
-                _send(conn, self._process(card, payload))
+                _send(conn, self._exchange(slot, card, payload))
 
     @staticmethod
     def _control(conn: socket.socket, card: Card | None, code: int) -> None:
@@ -230,6 +290,21 @@ class VpcdServer:
                 card.reset()
         else:
             log.warning("unknown vpcd control code %d ignored", code)
+
+    def _exchange(self, slot: _Slot, card: Card, payload: bytes) -> bytes:
+        observer = slot.observer
+        if observer is not None:
+            observer(card, payload, None)
+        was_locked = card.state is CardState.LOCKED
+        answer = self._process(card, payload)
+        hopper = slot.hopper
+        if hopper is not None and not was_locked and card.state is CardState.LOCKED:
+            # The bureau machine ejects a card once it is locked and feeds the next blank.
+            hopper.ejected.append(card)
+            self.insert(hopper.take(), slot.index)
+        if observer is not None:
+            observer(card, payload, answer)
+        return answer
 
     @staticmethod
     def _process(card: Card, payload: bytes) -> bytes:
@@ -260,15 +335,18 @@ def serve(
     *,
     host: str = "127.0.0.1",
     stop: threading.Event | None = None,
+    hopper: BlankHopper | None = None,
 ) -> None:
     """Serve the card image in slot 0 (other slots stay empty) until `stop` is set.
 
-    This is what ``cardsys chip emulate --image FILE`` runs; the CLI sets `stop` from its
-    SIGTERM/SIGINT handler. Returns once every socket is closed.
+    With a `hopper`, slot 0 gets a fresh blank card each time its card is locked. This is what
+    ``cardsys chip emulate --image FILE [--blank-hopper DIR]`` runs; the CLI sets `stop` from
+    its SIGTERM/SIGINT handler. Returns once every socket is closed.
     """
     card = Card.open(image)
     stop = stop or threading.Event()
     with serving(card, ports, host) as server:
+        server.attach_hopper(hopper)
         log.info("card %s served on %s:%s", card.serial, host, server.ports)
-        while not stop.wait(0.5):
+        while not stop.wait(0.2):
             pass

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import secrets
 from pathlib import Path
@@ -215,3 +216,55 @@ def test_short_length_reads(card: Card, signer: TestSigner) -> None:
 )
 def test_garbage_gets_a_status_word(card: Card, raw: str, sw: int) -> None:
     assert ResponseApdu.decode(card.process(bytes.fromhex(raw))).sw == sw
+
+
+def test_erase_returns_an_unlocked_card_to_blank(tmp_path: Path, signer: TestSigner) -> None:
+    card = blank_card(tmp_path)
+    prepared = perso.prepare(sample_holder(portrait_size=100), signer)
+    session = perso.open_bureau_session(CardTransport(card), TRANSPORT_KEY)
+    perso.write_files(session, prepared)
+    assert card.state is CardState.PERSONALIZED
+    perso.erase(session)
+    assert card.state is CardState.BLANK
+    image = json.loads(card.path.read_text())
+    assert image["files"] == {}
+    assert image["aa_key"] is None
+    assert image["bac_seed"] is None
+    assert image["transport_key"] == TRANSPORT_KEY.hex()
+    # The same card takes a new personalization and locks.
+    again = perso.prepare(sample_holder(portrait_size=100), signer)
+    perso.write_files(session, again)
+    perso.lock(session)
+    assert card.state is CardState.LOCKED
+
+
+def test_erase_is_refused_after_lock(card: Card) -> None:
+    assert _sw(card, CommandApdu(0x80, 0x0E, 0, 0)) == apdu.SW_CLA_NOT_SUPPORTED
+    assert card.state is CardState.LOCKED
+
+
+def test_check_written_refuses_another_cards_record(tmp_path: Path, signer: TestSigner) -> None:
+    card = blank_card(tmp_path)
+    prepared = perso.prepare(sample_holder(portrait_size=100), signer)
+    other = perso.prepare(sample_holder(portrait_size=100), signer)
+    session = perso.open_bureau_session(CardTransport(card), TRANSPORT_KEY)
+    perso.write_files(session, prepared)
+    digest = hashlib.sha256(prepared.sod).digest()
+    perso.check_written(session, sod_sha256=digest, aa_public_key_info=prepared.aa_public_key_info)
+    with pytest.raises(ChipError, match="security object"):
+        perso.check_written(
+            session,
+            sod_sha256=hashlib.sha256(other.sod).digest(),
+            aa_public_key_info=prepared.aa_public_key_info,
+        )
+    with pytest.raises(ChipCloneError):
+        perso.check_written(session, sod_sha256=digest, aa_public_key_info=other.aa_public_key_info)
+
+
+def test_replayed_aa_answer(card: Card) -> None:
+    session = _open(card)
+    first = session.internal_authenticate(b"\x01" * 8)
+    card.faults = Faults(replay_aa=True)
+    assert session.internal_authenticate(b"\x02" * 8) == first
+    card.faults = Faults()
+    assert session.internal_authenticate(b"\x02" * 8) != first

@@ -146,3 +146,46 @@ def test_malformed_sod(data: bytes) -> None:
 def test_sod_needs_data_groups(signer: TestSigner) -> None:
     with pytest.raises(SignatureError):
         sod.build_sod({}, signer)
+
+
+@pytest.mark.parametrize(
+    ("status_list", "status_index"),
+    [(0, 0), (0, 255), (1, 256), (7, (1 << 20) - 1), (2**32 - 1, 0)],
+)
+def test_status_slot_round_trips_in_dg11(status_list: int, status_index: int) -> None:
+    holder = sample_holder(portrait_size=10, status_list=status_list, status_index=status_index)
+    parsed = lds.parse_dg11(lds.build_dg11(holder))
+    assert (parsed.status_list, parsed.status_index) == (status_list, status_index)
+
+
+def _dg11_with_slot(number: bytes, index: bytes) -> bytes:
+    schemes = tlv.encode(0xA2, tlv.encode(0x80, b"basic"))
+    body = tlv.encode_many(((0x80, b"1"), (0x81, b"110105")))
+    return tlv.encode(0x6B, body + schemes + tlv.encode(0x83, number) + tlv.encode(0x84, index))
+
+
+@pytest.mark.parametrize(
+    ("number", "index"),
+    [
+        (b"", b"\x01"),  # empty integer
+        (b"\x00\x01", b"\x01"),  # not minimal: the same slot must have one encoding
+        (b"\x01", b"\x00\x00\x00\x00\x01"),  # longer than 4 bytes
+    ],
+)
+def test_malformed_status_slot(number: bytes, index: bytes) -> None:
+    assert lds.parse_dg11(_dg11_with_slot(b"\x01", b"\x02")).status_index == 2
+    with pytest.raises(DecodeError):
+        lds.parse_dg11(_dg11_with_slot(number, index))
+
+
+def test_dg11_without_a_status_slot_is_refused() -> None:
+    schemes = tlv.encode(0xA2, tlv.encode(0x80, b"basic"))
+    body = tlv.encode_many(((0x80, b"1"), (0x81, b"110105"))) + schemes
+    with pytest.raises(DecodeError, match="lacks tag 83"):
+        lds.parse_dg11(tlv.encode(0x6B, body))
+
+
+@pytest.mark.parametrize("value", [-1, 2**32, True])
+def test_holder_status_slot_validation(value: int) -> None:
+    with pytest.raises(ValidationError):
+        replace(sample_holder(portrait_size=10), status_index=value)

@@ -63,3 +63,44 @@ def test_serve_stops_on_the_event(tmp_path: Path) -> None:
 def test_loopback_only() -> None:
     with pytest.raises(ChipError):
         vpcd.VpcdServer((0,), host="0.0.0.0")
+
+
+def test_hopper_feeds_a_blank_after_each_lock(tmp_path: Path) -> None:
+    from cardsys.chip import perso
+    from tests.fixtures.pcsc import TRANSPORT_KEY, make_signer, sample_holder
+
+    hopper = vpcd.BlankHopper(tmp_path / "hopper", TRANSPORT_KEY, prefix="T-")
+    seen: list[tuple[bytes, bytes | None]] = []
+    with vpcd.VpcdServer((0,)) as server:
+        server.attach_hopper(hopper)
+        first = server.card()
+        assert first is not None
+        assert first.serial == "T-000001"
+        server.observe(lambda card, command, answer: seen.append((command, answer)))
+        with socket.create_connection(("127.0.0.1", server.ports[0]), timeout=5) as conn:
+
+            class Wire:
+                def transmit(self, apdu: bytes) -> bytes:
+                    return _exchange(conn, apdu)
+
+            prepared = perso.prepare(sample_holder(portrait_size=100), make_signer())
+            assert perso.write_card(Wire(), TRANSPORT_KEY, prepared) == "T-000001"
+            second = server.card()
+            assert second is not None
+            assert second.serial == "T-000002"
+            assert hopper.ejected == [first]
+            assert perso.read_serial(Wire()) == "T-000002"
+    # Every APDU was seen before (no answer yet) and after (with its answer).
+    assert [answer for _, answer in seen[::2]] == [None] * (len(seen) // 2)
+    assert all(answer is not None for _, answer in seen[1::2])
+    # A restarted hopper goes on numbering after the images already there.
+    assert vpcd.BlankHopper(tmp_path / "hopper", TRANSPORT_KEY, prefix="T-").take().serial == (
+        "T-000003"
+    )
+
+
+def test_hopper_arguments_are_checked(tmp_path: Path) -> None:
+    with pytest.raises(ChipError):
+        vpcd.BlankHopper(tmp_path, b"short")
+    with pytest.raises(ChipError):
+        vpcd.BlankHopper(tmp_path, bytes(16), prefix="../x")
