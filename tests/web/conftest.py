@@ -159,6 +159,22 @@ def login(client: FlaskClient, name: str, password: str = PASSWORD) -> TestRespo
                                               "csrf_token": token})
 
 
+def enter(client: FlaskClient, name: str) -> None:
+    """Sign in without the login form: a server session made directly (no argon2 check).
+
+    For tests whose subject is not the login itself; `login` goes through the form.
+    """
+    from issuance.operators import get_operator
+    from web import auth
+    from web.database import now, transaction
+
+    app = client.application
+    with app.app_context(), transaction() as db:
+        token = auth.start(db, get_operator(db, name), at=now())
+    with client.session_transaction() as session:
+        session[auth.SESSION_KEY] = token
+
+
 def post(client: FlaskClient, path: str, data: dict[str, Any] | None = None,
          **kwargs: Any) -> TestResponse:
     """POST a form with a valid CSRF token and a fresh form key (unless `data` names them)."""

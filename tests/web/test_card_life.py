@@ -16,7 +16,7 @@ from cardsys.ids import ResidentId
 from cardsys.lifecycle import CardStatus, Reason
 from cardsys.models import Card, IdempotencyKey, Resident
 from tests.factories import DEFAULT_BIRTH
-from tests.web.conftest import World, csrf_token, login, post
+from tests.web.conftest import World, csrf_token, enter, post
 
 # The smallest PNG a browser would upload (a 1x1 image; only its signature is checked).
 PNG = b"\x89PNG\r\n\x1a\n" + b"\x00\x00\x00\rIHDR" + b"\x00" * 17
@@ -86,7 +86,7 @@ def new_id(sequence: int) -> str:
 
 def test_a_card_through_its_whole_life(app: Flask, client: FlaskClient, world: World) -> None:
     rid = new_id(77)
-    login(client, world.a.clerk)
+    enter(client, world.a.clerk)
     page = enrol(client, rid, photo=(io.BytesIO(PNG), "me.png"))
     assert "Resident enrolled." in page
     assert rid in page
@@ -100,14 +100,14 @@ def test_a_card_through_its_whole_life(app: Flask, client: FlaskClient, world: W
     assert f"/office/cards/{number}/approve" not in page
     post(client, "/office/logout")
 
-    login(client, world.a.supervisor)
+    enter(client, world.a.supervisor)
     queue = client.get("/office/queue").get_data(as_text=True)
     assert number in queue
     act(client, rid, number, "approve")
     assert status_of(app, number)[0] is CardStatus.APPROVED
     post(client, "/office/logout")
 
-    login(client, world.a.clerk)
+    enter(client, world.a.clerk)
     for slug, state in (("personalize", CardStatus.PERSONALIZED),
                         ("hand-over", CardStatus.ISSUED), ("activate", CardStatus.ACTIVE)):
         act(client, rid, number, slug)
@@ -117,7 +117,7 @@ def test_a_card_through_its_whole_life(app: Flask, client: FlaskClient, world: W
     assert "card:status:suspend" in page  # the card's history
     post(client, "/office/logout")
 
-    login(client, world.a.supervisor)
+    enter(client, world.a.supervisor)
     act(client, rid, number, "resume")
     assert status_of(app, number)[0] is CardStatus.ACTIVE
     act(client, rid, number, "replace", reason="damaged", confirm="yes")
@@ -133,10 +133,10 @@ def test_a_card_through_its_whole_life(app: Flask, client: FlaskClient, world: W
 def test_renewal_keeps_the_old_card_until_the_new_one_is_active(
     app: Flask, client: FlaskClient, world: World
 ) -> None:
-    login(client, world.a.supervisor2)
+    enter(client, world.a.supervisor2)
     act(client, world.resident_a, world.card_a, "approve")
     post(client, "/office/logout")
-    login(client, world.a.clerk)
+    enter(client, world.a.clerk)
     for slug in ("personalize", "hand-over", "activate"):
         act(client, world.resident_a, world.card_a, slug)
     act(client, world.resident_a, world.card_a, "renew")
@@ -149,7 +149,7 @@ def test_maker_checker_is_shown_and_enforced(
     app: Flask, client: FlaskClient, world: World
 ) -> None:
     rid = new_id(78)
-    login(client, world.a.supervisor)
+    enter(client, world.a.supervisor)
     page = enrol(client, rid)
     send(client, next(f for f in forms_on(page) if f.action.endswith("/apply")))
     (number,) = cards_of(app, rid)
@@ -167,11 +167,11 @@ def test_maker_checker_is_shown_and_enforced(
 def test_a_stale_form_says_the_card_changed_meanwhile(
     app: Flask, client: FlaskClient, world: World
 ) -> None:
-    login(client, world.a.supervisor)
+    enter(client, world.a.supervisor)
     stale = card_form(client, world.resident_a, world.card_a, "revoke")
     other = app.test_client()
     other.set_cookie("lang", "en")
-    login(other, world.a.supervisor2)
+    enter(other, world.a.supervisor2)
     act(other, world.resident_a, world.card_a, "approve")
     page = send(client, stale, reason="fraud", confirm="yes")
     assert "changed meanwhile" in page
@@ -180,7 +180,7 @@ def test_a_stale_form_says_the_card_changed_meanwhile(
 
 def test_a_form_sent_twice_counts_once(app: Flask, client: FlaskClient, world: World) -> None:
     rid = new_id(79)
-    login(client, world.a.clerk)
+    enter(client, world.a.clerk)
     page = enrol(client, rid)
     apply_form = next(f for f in forms_on(page) if f.action.endswith("/apply"))
     first = client.post(apply_form.action, data=apply_form.fields)
@@ -195,7 +195,7 @@ def test_a_form_sent_twice_counts_once(app: Flask, client: FlaskClient, world: W
 def test_an_enrolment_sent_twice_makes_one_resident(
     app: Flask, client: FlaskClient, world: World
 ) -> None:
-    login(client, world.a.clerk)
+    enter(client, world.a.clerk)
     data = {"csrf_token": csrf_token(client), "form_key": "same-key-for-both-sends",
             "id_number": new_id(80), "surname": "Qian", "given_names": "Bo", "sex": "M",
             "birth_date": DEFAULT_BIRTH.isoformat(), "region": "110101"}
@@ -211,7 +211,7 @@ def test_an_enrolment_sent_twice_makes_one_resident(
 def test_a_form_key_cannot_be_reused_for_another_form(
     client: FlaskClient, world: World
 ) -> None:
-    login(client, world.a.supervisor)
+    enter(client, world.a.supervisor)
     key = "one-key-two-forms-x"
     first = post(client, "/office/residents/new", {
         "form_key": key, "id_number": new_id(81), "surname": "Sun", "given_names": "Li",
@@ -226,7 +226,7 @@ def test_a_form_key_cannot_be_reused_for_another_form(
 def test_a_changing_form_needs_a_well_formed_key(
     client: FlaskClient, world: World, form_key: str | None
 ) -> None:
-    login(client, world.a.supervisor2)
+    enter(client, world.a.supervisor2)
     data = {"csrf_token": csrf_token(client), "version": "2"}
     if form_key is not None:
         data["form_key"] = form_key
@@ -238,7 +238,7 @@ def test_a_changing_form_needs_a_well_formed_key(
 def test_a_card_form_needs_a_version(
     client: FlaskClient, world: World, version: str | None
 ) -> None:
-    login(client, world.a.supervisor2)
+    enter(client, world.a.supervisor2)
     data = {} if version is None else {"version": version}
     assert post(client, f"/office/cards/{world.card_a}/approve", data).status_code == 400
 
@@ -247,7 +247,7 @@ def test_a_card_form_needs_a_version(
 def test_revoke_needs_a_reason_from_its_list(
     app: Flask, client: FlaskClient, world: World, reason: str | None
 ) -> None:
-    login(client, world.a.supervisor2)
+    enter(client, world.a.supervisor2)
     act(client, world.resident_a, world.card_a, "approve")
     data = {} if reason is None else {"reason": reason}
     page = act(client, world.resident_a, world.card_a, "revoke", **data)
@@ -259,10 +259,10 @@ def test_revoke_needs_a_reason_from_its_list(
 def test_suspend_refuses_a_reason_it_does_not_take(
     app: Flask, client: FlaskClient, world: World
 ) -> None:
-    login(client, world.b.supervisor2)
+    enter(client, world.b.supervisor2)
     act(client, world.resident_b, world.card_b, "approve")
     post(client, "/office/logout")
-    login(client, world.b.clerk)
+    enter(client, world.b.clerk)
     for slug in ("personalize", "hand-over", "activate"):
         act(client, world.resident_b, world.card_b, slug)
     page = act(client, world.resident_b, world.card_b, "suspend", reason="damaged")
@@ -271,7 +271,7 @@ def test_suspend_refuses_a_reason_it_does_not_take(
 
 
 def test_unknown_card_in_the_address_is_not_found(client: FlaskClient, world: World) -> None:
-    login(client, world.a.supervisor)
+    enter(client, world.a.supervisor)
     for number in ("SS110000000999", "not-a-card", "%27%20OR%201%3D1"):
         assert client.get(f"/office/cards/{number}").status_code == 404
         assert post(client, f"/office/cards/{number}/revoke",

@@ -15,7 +15,7 @@ from sqlalchemy import select
 from cardsys.ids import ResidentId
 from cardsys.models import Resident
 from tests.factories import DEFAULT_BIRTH
-from tests.web.conftest import World, login, post
+from tests.web.conftest import World, enter, post
 
 JS = Path(__file__).resolve().parents[2] / "web" / "static" / "site.js"
 JPEG = b"\xff\xd8\xff\xe0" + b"\x00" * 64
@@ -37,7 +37,7 @@ def _resident(app: Flask, id_number: str) -> Resident | None:
 def test_the_form_checks_the_id_number_as_it_is_typed(
     client: FlaskClient, world: World
 ) -> None:
-    login(client, world.a.clerk)
+    enter(client, world.a.clerk)
     page = client.get("/office/residents/new").get_data(as_text=True)
     field = re.search(r"<input id=\"id_number\"[^>]*>", page, re.S)
     assert field is not None
@@ -67,7 +67,7 @@ def test_the_form_checks_the_id_number_as_it_is_typed(
 def test_the_server_checks_the_id_number_again(
     app: Flask, client: FlaskClient, world: World, id_number: str, message: str
 ) -> None:
-    login(client, world.a.clerk)
+    enter(client, world.a.clerk)
     response = post(client, "/office/residents/new", {**_data(1), "id_number": id_number})
     assert response.status_code == 422
     assert message in response.get_data(as_text=True)
@@ -75,7 +75,7 @@ def test_the_server_checks_the_id_number_again(
 
 
 def test_a_photo_must_be_jpeg_or_png(app: Flask, client: FlaskClient, world: World) -> None:
-    login(client, world.a.clerk)
+    enter(client, world.a.clerk)
     data = _data(40, photo=(io.BytesIO(b"GIF89a" + b"\x00" * 20), "x.gif"))
     response = post(client, "/office/residents/new", data, content_type="multipart/form-data")
     assert response.status_code == 422
@@ -91,7 +91,7 @@ def test_a_photo_must_be_jpeg_or_png(app: Flask, client: FlaskClient, world: Wor
 
 
 def test_a_photo_over_the_limit_is_refused(client: FlaskClient, world: World) -> None:
-    login(client, world.a.clerk)
+    enter(client, world.a.clerk)
     data = _data(42, photo=(io.BytesIO(JPEG + b"\x00" * 100_000), "big.jpg"))
     response = post(client, "/office/residents/new", data, content_type="multipart/form-data")
     assert response.status_code == 422
@@ -99,7 +99,7 @@ def test_a_photo_over_the_limit_is_refused(client: FlaskClient, world: World) ->
 
 
 def test_bad_fields_come_back_with_the_form_filled(client: FlaskClient, world: World) -> None:
-    login(client, world.a.clerk)
+    enter(client, world.a.clerk)
     for changes, message in (({"birth_date": "yesterday"}, "must be a date"),
                              ({"sex": "Q"}, "Choose the sex"),
                              ({"region": "12"}, "6-digit code"),
@@ -115,7 +115,7 @@ def test_bad_fields_come_back_with_the_form_filled(client: FlaskClient, world: W
 def test_a_possible_duplicate_needs_confirmation(
     app: Flask, client: FlaskClient, world: World
 ) -> None:
-    login(client, world.a.clerk)
+    enter(client, world.a.clerk)
     twin = _data(44, surname="Wang", given_names="Fang", sex="F")
     response = post(client, "/office/residents/new", twin)
     assert response.status_code == 409
@@ -132,7 +132,7 @@ def test_a_possible_duplicate_needs_confirmation(
 
 
 def test_the_same_id_number_twice_is_refused(client: FlaskClient, world: World) -> None:
-    login(client, world.a.clerk)
+    enter(client, world.a.clerk)
     response = post(client, "/office/residents/new",
                     {**_data(45), "id_number": world.resident_a})
     assert response.status_code == 422
@@ -140,12 +140,12 @@ def test_the_same_id_number_twice_is_refused(client: FlaskClient, world: World) 
 
 
 def test_a_supervisor_clears_a_review(app: Flask, client: FlaskClient, world: World) -> None:
-    login(client, world.a.clerk)
+    enter(client, world.a.clerk)
     twin = _data(46, surname="Wang", given_names="Fang", sex="F", confirm_distinct="yes")
     post(client, "/office/residents/new", twin)
     rid = str(twin["id_number"])
     post(client, "/office/logout")
-    login(client, world.a.supervisor)
+    enter(client, world.a.supervisor)
     response = post(client, f"/office/residents/{rid}/clear-review", {"confirm": "yes"})
     assert response.status_code == 303
     resident = _resident(app, rid)

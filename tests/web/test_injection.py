@@ -9,7 +9,7 @@ from flask.testing import FlaskClient
 
 from cardsys.ids import ResidentId
 from tests.factories import DEFAULT_BIRTH
-from tests.web.conftest import World, login, post
+from tests.web.conftest import World, enter, post
 
 SCRIPT = "<script>alert(1)</script>"
 ESCAPED = "&lt;script&gt;alert(1)&lt;/script&gt;"
@@ -20,7 +20,7 @@ SQL = ["' OR 1=1 --", "%", "%%", "_", "__", "\\", "\\%", "Wang%", "W_ng", "'; DR
 @pytest.fixture
 def hostile(client: FlaskClient, world: World) -> str:
     """A resident of office A named with a script tag, enrolled through the form."""
-    login(client, world.a.clerk)
+    enter(client, world.a.clerk)
     rid = str(ResidentId.build("110101", DEFAULT_BIRTH, 90))
     response = post(client, "/office/residents/new", {
         "id_number": rid, "surname": SCRIPT, "given_names": '"><img src=x onerror=alert(2)>',
@@ -37,7 +37,7 @@ def test_a_script_in_a_name_renders_escaped_everywhere(
 ) -> None:
     pages = [f"/office/residents/{hostile}", "/office/residents?q=script", "/office/queue"]
     post(client, "/office/logout")
-    login(client, world.a.supervisor)
+    enter(client, world.a.supervisor)
     pages += ["/office/audit", f"/office/audit?subject={SCRIPT}", "/office/statistics"]
     for path in pages:
         page = client.get(path).get_data(as_text=True)
@@ -49,7 +49,7 @@ def test_a_script_in_a_name_renders_escaped_everywhere(
 
 
 def test_a_script_in_the_query_is_echoed_escaped(client: FlaskClient, world: World) -> None:
-    login(client, world.a.clerk)
+    enter(client, world.a.clerk)
     page = client.get("/office/residents", query_string={"q": SCRIPT}).get_data(as_text=True)
     assert SCRIPT not in page
     assert ESCAPED in page
@@ -59,7 +59,7 @@ def test_a_script_in_the_query_is_echoed_escaped(client: FlaskClient, world: Wor
 def test_metacharacters_in_the_resident_search(
     client: FlaskClient, world: World, text: str
 ) -> None:
-    login(client, world.a.clerk)
+    enter(client, world.a.clerk)
     response = client.get("/office/residents", query_string={"q": text})
     assert response.status_code == 200
     page = response.get_data(as_text=True)
@@ -73,7 +73,7 @@ def test_metacharacters_in_the_resident_search(
 def test_metacharacters_in_the_audit_filters(
     client: FlaskClient, world: World, field: str, text: str
 ) -> None:
-    login(client, world.a.auditor)
+    enter(client, world.a.auditor)
     response = client.get("/office/audit", query_string={field: text})
     assert response.status_code == 200
     page = response.get_data(as_text=True)
@@ -84,7 +84,7 @@ def test_metacharacters_in_the_audit_filters(
 def test_search_still_finds_what_it_should(
     app: Flask, client: FlaskClient, world: World
 ) -> None:
-    login(client, world.a.clerk)
+    enter(client, world.a.clerk)
     for query in ("wang", "Wang Fang", world.resident_a[:8], world.resident_a, "FANG"):
         page = client.get("/office/residents", query_string={"q": query}).get_data(as_text=True)
         assert f'href="/office/residents/{world.resident_a}"' in page, query
@@ -94,7 +94,7 @@ def test_search_still_finds_what_it_should(
 
 
 def test_audit_filter_finds_what_it_should(client: FlaskClient, world: World) -> None:
-    login(client, world.a.auditor)
+    enter(client, world.a.auditor)
     page = client.get("/office/audit", query_string={"subject": world.card_a}).get_data(
         as_text=True)
     assert "card:status:apply" in page

@@ -19,7 +19,7 @@ from flask.testing import FlaskClient
 from werkzeug.test import TestResponse
 
 from cardsys.models import Role
-from tests.web.conftest import World, csrf_token, login
+from tests.web.conftest import World, csrf_token, enter
 from web import create_app
 from web.auth import OFFICE_ROLES
 
@@ -108,7 +108,7 @@ def test_without_login_redirects_to_login(
 def test_wrong_role_is_forbidden(
     app: Flask, client: FlaskClient, world: World, route: Route, role: Role
 ) -> None:
-    login(client, _login_for(world, role))
+    enter(client, _login_for(world, role))
     response = _send(client, route, world)
     assert response.status_code == 403, route
     assert "Your role does not allow this" in response.get_data(as_text=True)
@@ -119,7 +119,7 @@ def test_other_office_sees_nothing_of_this_one(
     client: FlaskClient, world: World, route: Route
 ) -> None:
     role = next(r for r in OFFICE_ROLES if r in route.roles)
-    login(client, _login_for(world, role, office="b"))
+    enter(client, _login_for(world, role, office="b"))
     response = _send(client, route, world)
     # The page may repeat the address asked for (the language switch returns to it).
     page = response.get_data(as_text=True).replace(_path(route, world), "")
@@ -132,7 +132,7 @@ def test_other_office_sees_nothing_of_this_one(
 
 
 def test_search_for_another_office_finds_nothing(client: FlaskClient, world: World) -> None:
-    login(client, world.b.supervisor)
+    enter(client, world.b.supervisor)
     for query in (world.resident_a, world.card_a, "Wang", world.resident_a[:6]):
         response = client.get("/office/residents", query_string={"q": query})
         assert response.status_code == 200
@@ -144,7 +144,7 @@ def test_search_for_another_office_finds_nothing(client: FlaskClient, world: Wor
 
 
 def test_auditor_reads_but_changes_nothing(client: FlaskClient, world: World) -> None:
-    login(client, world.a.auditor)
+    enter(client, world.a.auditor)
     for path in (f"/office/residents/{world.resident_a}", "/office/queue", "/office/audit",
                  "/office/statistics", "/office/residents?q=wang"):
         assert client.get(path).status_code == 200, path

@@ -14,7 +14,7 @@ from cardsys.config import Settings
 from cardsys.lifecycle import CardStatus, Reason
 from cardsys.models import Operator
 from tests.factories import NOW, make_card, make_resident
-from tests.web.conftest import World, login
+from tests.web.conftest import World, enter
 from web.charts import Bar, bar_chart, column_chart
 from web.office.statistics import count
 
@@ -56,7 +56,7 @@ def test_counts_are_right_and_scoped_to_the_office(app: Flask, world: World) -> 
 
 def test_dashboard_draws_svg_charts(app: Flask, client: FlaskClient, world: World) -> None:
     _populate(app, world)
-    login(client, world.a.supervisor)
+    enter(client, world.a.supervisor)
     response = client.get("/office/statistics")
     assert response.status_code == 200
     page = response.get_data(as_text=True)
