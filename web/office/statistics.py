@@ -15,9 +15,9 @@ from flask_babel import gettext as _
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from cardsys.access import require_role
 from cardsys.lifecycle import CardStatus, Reason
 from cardsys.models import Card, Operator, Resident, Role
-from issuance.operators import require_role
 from web import auth
 from web.charts import Bar, bar_chart, column_chart
 from web.database import now, transaction
