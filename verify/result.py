@@ -1,0 +1,114 @@
+"""What a terminal learns from a card: a `VerifiedCard`, and a `Verdict` for user interfaces.
+
+`verify_qr` (and the chip reader) return a `VerifiedCard` only when every check passed and
+raise a `cardsys.errors.VerificationError` subclass otherwise: there is no "valid" flag to
+forget to read. A `Verdict` is the UI's view of either outcome: valid or not, a stable reason
+code (the error's `code`), a sentence a clerk can read, and the card when it is valid.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from datetime import date, datetime
+from typing import Any
+
+from cardsys.errors import VerificationError
+
+__all__ = ["Evidence", "StatusCheck", "Verdict", "VerifiedCard"]
+
+
+class Evidence(enum.StrEnum):
+    """What was verified."""
+
+    #: A phone's dynamic QR: a credential plus a fresh proof of the bound device key.
+    PRESENTATION = "presentation"
+    #: The QR printed on a card: a credential with no holder binding (compare the photo).
+    STATIC = "static"
+    #: A chip read over PC/SC: passive and active authentication.
+    CHIP = "chip"
+
+
+class StatusCheck(enum.StrEnum):
+    """The status a valid card was accepted with (revoked and suspended cards raise)."""
+
+    #: A fresh, signed status list says the card is valid.
+    GOOD = "good"
+    #: No fresh list covered the card and the terminal's policy accepts unknown status.
+    UNKNOWN = "unknown"
+
+
+@dataclass(frozen=True, slots=True)
+class VerifiedCard:
+    """A card that passed every check, and the holder data a counter needs."""
+
+    evidence: Evidence
+    #: The physical card number of the holder (what the counter records).
+    card_number: str
+    #: What the signature covers as the document's own id: the digital card number for a
+    #: presentation, the physical card number for a static QR or a chip.
+    document_number: str
+    surname: str
+    given_names: str
+    #: "F", "M" or "X".
+    sex: str
+    birth_date: date
+    #: The region of residence (6-digit code).
+    region: str
+    schemes: tuple[str, ...]
+    #: SHA-256 of the holder's photo, to compare with the portrait the counter shows.
+    photo_sha256: bytes | None
+    #: When the credential (or the chip card) expires.
+    expires: datetime
+    #: Key id of the signer certificate that signed the credential or the chip's SOD.
+    signer_kid: bytes
+    status: StatusCheck
+    checked_at: datetime
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-ready fields (dates as ISO text, bytes as hex)."""
+        return {
+            "evidence": self.evidence.value,
+            "card_number": self.card_number,
+            "document_number": self.document_number,
+            "surname": self.surname,
+            "given_names": self.given_names,
+            "sex": self.sex,
+            "birth_date": self.birth_date.isoformat(),
+            "region": self.region,
+            "schemes": list(self.schemes),
+            "photo_sha256": self.photo_sha256.hex() if self.photo_sha256 else None,
+            "expires": self.expires.isoformat(),
+            "signer_kid": self.signer_kid.hex(),
+            "status": self.status.value,
+            "checked_at": self.checked_at.isoformat(),
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    """The outcome for a user interface: never raises, always says why."""
+
+    valid: bool
+    #: "valid", or the `code` of the VerificationError (e.g. "revoked", "stale_proof").
+    reason: str
+    message: str
+    card: VerifiedCard | None
+
+    @classmethod
+    def accepted(cls, card: VerifiedCard) -> Verdict:
+        unknown = card.status is StatusCheck.UNKNOWN
+        status = " (status unknown: accepted by policy)" if unknown else ""
+        return cls(True, "valid", f"valid {card.evidence.value}{status}", card)
+
+    @classmethod
+    def refused(cls, error: VerificationError) -> Verdict:
+        return cls(False, error.reason, str(error) or error.reason.replace("_", " "), None)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "valid": self.valid,
+            "reason": self.reason,
+            "message": self.message,
+            "card": self.card.as_dict() if self.card is not None else None,
+        }
