@@ -59,7 +59,8 @@ def bar_chart(title: str, bars: Sequence[Bar]) -> Markup:
 
 
 def column_chart(title: str, columns: Sequence[Bar], *, label_every: int = 7) -> Markup:
-    """Vertical columns left to right (a time series); every `label_every`th is labelled."""
+    """Vertical columns left to right (a time series); the last and every `label_every`th
+    before it are labelled."""
     count = max(1, len(columns))
     slot = WIDTH / count
     top = max((c.value for c in columns), default=0) or 1
@@ -84,10 +85,15 @@ def column_chart(title: str, columns: Sequence[Bar], *, label_every: int = 7) ->
                 '<text class="chart-value" x="{x}" y="{y}" text-anchor="middle">{v}</text>'
             ).format(x=round(index * slot + slot / 2, 1), y=COLUMN_HEIGHT - bar_height - 3,
                      v=column.value))
-        if index % label_every == 0 or index == len(columns) - 1:
+        from_end = len(columns) - 1 - index
+        if from_end % label_every == 0:
+            # Counted back from the newest, which always has its label, flush right so it
+            # stays inside the picture.
+            last = from_end == 0
             parts.append(Markup(
-                '<text class="chart-label" x="{x}" y="{y}" text-anchor="middle">{label}</text>'
-            ).format(x=round(index * slot + slot / 2, 1), y=COLUMN_HEIGHT + 20,
+                '<text class="chart-label" x="{x}" y="{y}" text-anchor="{anchor}">{label}</text>'
+            ).format(x=WIDTH if last else round(index * slot + slot / 2, 1),
+                     y=COLUMN_HEIGHT + 20, anchor="end" if last else "middle",
                      label=escape(column.label)))
     parts.append(Markup("</svg>"))
     return Markup("").join(parts)

@@ -88,7 +88,10 @@ def test_charts_of_nothing_still_draw() -> None:
     assert 'height="0"' in svg
 
 
-def test_column_chart_labels_every_seventh_day_and_the_last() -> None:
+def test_column_chart_labels_the_last_day_and_every_seventh_before_it() -> None:
     days = [Bar(f"d{i}", i % 3) for i in range(30)]
-    labels = re.findall(r'<text class="chart-label"[^>]*>(d\d+)</text>', column_chart("x", days))
-    assert labels == ["d0", "d7", "d14", "d21", "d28", "d29"]
+    svg = column_chart("x", days)
+    labels = re.findall(r'<text class="chart-label"[^>]*>(d\d+)</text>', svg)
+    assert labels == ["d1", "d8", "d15", "d22", "d29"]
+    # The newest label ends at the right edge instead of running past it.
+    assert re.search(r'x="640" y="\d+" text-anchor="end">d29<', svg)
