@@ -134,7 +134,7 @@ def _presentation(
         raise HolderBindingError("the credential in this presentation is not bound to a phone")
     if hashlib.sha256(presentation.credential).digest() != presentation.digest:
         raise HolderBindingError("the proof was made for another credential")
-    window = int(trust.policy.presentation_window.total_seconds())
+    window = trust.window
     age = now_ts - presentation.time
     if age > window:
         raise StaleProofError(f"the QR is {age} s old: ask the holder to show the live code")
@@ -183,10 +183,10 @@ def _static(body: bytes, trust: TrustStore, now: datetime, now_ts: int) -> Verif
 def _signer_and_times(
     credential: Credential, trust: TrustStore, now: datetime, now_ts: int
 ) -> SignerKey:
-    trust.check_fresh(now)
+    trust.check_fresh(now_ts)
     key = trust.signer(credential.kid, Purpose.CREDENTIAL, now=now_ts)
     trust.check_usage(key, credential.issued_at)
-    skew = int(trust.policy.clock_skew.total_seconds())
+    skew = trust.skew
     if now_ts >= credential.expires + skew:
         raise ExpiredError(f"the credential expired at {_iso(credential.expires)}")
     for moment, name in ((credential.not_before, "nbf"), (credential.issued_at, "iat")):

@@ -48,6 +48,7 @@ from cardsys.errors import (
     DecodeError,
     RevokedError,
     SignatureError,
+    StaleTrustError,
     StatusUnknownError,
     SuspendedError,
     TrustListError,
@@ -138,6 +139,15 @@ class SignerKey:
         )
 
 
+@dataclass(frozen=True, slots=True)
+class _List:
+    """A verified status list with its times in epoch seconds."""
+
+    issued: int
+    expires: int
+    tokens: ParsedStatusList
+
+
 def list_number(uri: str) -> int | None:
     """The shard number at the end of a status list URI (`.../status/<n>`), if it has one."""
     tail = uri.rstrip("/").rsplit("/", 1)[-1]
@@ -154,10 +164,23 @@ class TrustStore:
     loaded_at: datetime
     _signers: Mapping[bytes, tuple[SignerKey, ...]] = field(repr=False)
     _revoked: frozenset[bytes] = field(repr=False)
-    _lists: Mapping[str, ParsedStatusList] = field(repr=False)
-    _lists_by_number: Mapping[int, ParsedStatusList] = field(repr=False)
+    _lists: Mapping[str, _List] = field(repr=False)
+    _lists_by_number: Mapping[int, _List] = field(repr=False)
+    #: The policy's limits and the trust list's deadline in epoch seconds, for the hot path.
+    window: int = field(init=False)
+    skew: int = field(init=False)
+    _max_age: int = field(init=False, repr=False)
+    _fresh_until: int = field(init=False, repr=False)
     #: Status lists found on disk but refused at load, with the reason (for `describe`).
     refused_lists: tuple[tuple[str, str], ...] = ()
+
+    def __post_init__(self) -> None:
+        policy = self.policy
+        object.__setattr__(self, "window", int(policy.presentation_window.total_seconds()))
+        object.__setattr__(self, "skew", int(policy.clock_skew.total_seconds()))
+        object.__setattr__(self, "_max_age", int(policy.status_list_max_age.total_seconds()))
+        deadline = self.trust_list.next_update + self.trust_list.grace
+        object.__setattr__(self, "_fresh_until", _seconds(deadline))
 
     # --- building -------------------------------------------------------------------------
 
@@ -215,7 +238,7 @@ class TrustStore:
             _lists=types.MappingProxyType({}),
             _lists_by_number=types.MappingProxyType({}),
         )
-        lists: dict[str, ParsedStatusList] = {}
+        lists: dict[str, _List] = {}
         refused: list[tuple[str, str]] = []
         for name, token in status_lists:
             try:
@@ -224,8 +247,9 @@ class TrustStore:
                 refused.append((name, f"{exc.reason}: {exc}"))
                 continue
             held = lists.get(parsed.uri)
-            if held is None or parsed.iat > held.iat:
-                lists[parsed.uri] = parsed
+            verified = _List(_seconds(parsed.iat), _seconds(parsed.exp), parsed)
+            if held is None or verified.issued > held.issued:
+                lists[parsed.uri] = verified
         by_number = {n: lst for uri, lst in lists.items() if (n := list_number(uri)) is not None}
         object.__setattr__(store, "_lists", types.MappingProxyType(lists))
         object.__setattr__(store, "_lists_by_number", types.MappingProxyType(by_number))
@@ -287,16 +311,23 @@ class TrustStore:
         signer key's private-key usage period (clock skew allowed)."""
         if key.usage is None:
             return
-        skew = int(self.policy.clock_skew.total_seconds())
+        skew = self.skew
         start, end = key.usage
         if not start - skew <= signed_at <= end + skew:
             raise UntrustedSignerError(
                 f"the document is dated outside the signing period of key {key.kid.hex()}"
             )
 
-    def check_fresh(self, now: datetime) -> None:
-        """Raise `StaleTrustError` when the trust list is past next update plus grace."""
-        self.trust_list.check_fresh(now)
+    def check_fresh(self, now: datetime | int) -> None:
+        """Raise `StaleTrustError` when the trust list is past next update plus grace
+        (`now` as a datetime or in epoch seconds)."""
+        moment = now if isinstance(now, int) else _seconds(now)
+        if moment > self._fresh_until:
+            raise StaleTrustError(
+                f"the trust list (sequence {self.trust_list.sequence}) expired at "
+                f"{self.trust_list.next_update.isoformat()} and its grace period is over: "
+                "sync the terminal"
+            )
 
     def status(self, uri: str, index: int, *, now: int) -> StatusCheck:
         """The status of entry `index` of the list published at `uri`, at `now` (epoch s).
@@ -311,15 +342,13 @@ class TrustStore:
         """As `status`, for the list whose URI ends in `/status/<number>` (chip cards)."""
         return self._lookup(self._lists_by_number.get(number), index, now, f"list {number}")
 
-    def _lookup(
-        self, lst: ParsedStatusList | None, index: int, now: int, name: str
-    ) -> StatusCheck:
-        if lst is None:
+    def _lookup(self, entry: _List | None, index: int, now: int, name: str) -> StatusCheck:
+        if entry is None:
             return self._unknown(f"no status list {name} on this terminal")
-        if not self._fresh(lst, now):
+        if not self._fresh(entry, now):
             return self._unknown(f"the status list {name} is stale: sync the terminal")
         try:
-            status = lst.lookup(index)
+            status = entry.tokens.lookup(index)
         except DecodeError as exc:
             # Token Status List §8.3: an index the list does not cover is refused, whatever
             # the policy for unknown status says.
@@ -330,11 +359,9 @@ class TrustStore:
             raise RevokedError("the card is revoked")
         raise SuspendedError("the card is suspended")
 
-    def _fresh(self, lst: ParsedStatusList, now: int) -> bool:
-        issued, expires = _seconds(lst.iat), _seconds(lst.exp)
-        skew = int(self.policy.clock_skew.total_seconds())
-        max_age = int(self.policy.status_list_max_age.total_seconds())
-        return issued - skew <= now < expires and now - issued <= max_age
+    def _fresh(self, entry: _List, now: int) -> bool:
+        issued = entry.issued
+        return issued - self.skew <= now < entry.expires and now - issued <= self._max_age
 
     def _unknown(self, message: str) -> StatusCheck:
         if self.policy.unknown_status is UnknownStatusPolicy.ACCEPT:
@@ -360,7 +387,7 @@ class TrustStore:
 
     def status_lists(self) -> Mapping[str, ParsedStatusList]:
         """The verified status lists by URI (fresh or not)."""
-        return self._lists
+        return {uri: entry.tokens for uri, entry in self._lists.items()}
 
     def describe(self, now: datetime) -> dict[str, object]:
         """A summary for `cardsys terminal sync` and the terminal page."""
@@ -372,11 +399,11 @@ class TrustStore:
             "signers": sum(len(keys) for keys in self._signers.values()),
             "status_lists": {
                 uri: {
-                    "issued": lst.iat.isoformat(),
-                    "expires": lst.exp.isoformat(),
-                    "fresh": self._fresh(lst, moment),
+                    "issued": entry.tokens.iat.isoformat(),
+                    "expires": entry.tokens.exp.isoformat(),
+                    "fresh": self._fresh(entry, moment),
                 }
-                for uri, lst in sorted(self._lists.items())
+                for uri, entry in sorted(self._lists.items())
             },
             "refused_lists": [list(entry) for entry in self.refused_lists],
             "unknown_status_policy": self.policy.unknown_status.value,
