@@ -17,7 +17,7 @@ from pathlib import Path
 
 from babel.messages.mofile import write_mo
 from babel.messages.pofile import read_po
-from flask import Flask, request
+from flask import Flask, current_app, request
 from flask_babel import Babel  # type: ignore[import-untyped]
 
 from cardsys.config import Settings
@@ -36,7 +36,6 @@ def init_app(app: Flask, settings: Settings) -> None:
     """Compile the catalogs if needed and install Flask-Babel with our locale selector."""
     compiled = compile_catalogs(CATALOGS, settings.instance_path / "translations")
     app.config["BABEL_TRANSLATION_DIRECTORIES"] = str(compiled)
-    app.config.setdefault("BABEL_DEFAULT_LOCALE", "zh_Hans")
     Babel(app, locale_selector=select_locale)
 
     @app.context_processor
@@ -52,8 +51,6 @@ def select_locale() -> str:
     best = request.accept_languages.best_match(list(_ACCEPT))
     if best is not None:
         return _ACCEPT[best]
-    from flask import current_app
-
     return str(current_app.config["BABEL_DEFAULT_LOCALE"])
 
 

@@ -76,9 +76,10 @@ def init_app(app: Flask, settings: Settings) -> None:
                 "Strict-Transport-Security", "max-age=31536000; includeSubDomains"
             )
         if "Cache-Control" not in response.headers:
-            # Office pages show personal data: no browser or proxy may keep a copy.
+            # Office pages show personal data: no browser or proxy may keep a copy. A view
+            # that sets its own caching (static files, later the public lists) is left alone.
             response.headers["Cache-Control"] = "no-store"
-        response.vary.add("Cookie")
+            response.vary.add("Cookie")
         return response
 
 

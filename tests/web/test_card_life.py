@@ -278,3 +278,28 @@ def test_unknown_card_in_the_address_is_not_found(client: FlaskClient, world: Wo
                     {"version": "1", "reason": "fraud"}).status_code == 404
     for id_number in ("110101198005179999", "nonsense"):
         assert client.get(f"/office/residents/{id_number}").status_code == 404
+
+
+def test_a_form_sent_twice_at_the_same_moment_counts_once(
+    app: Flask, client: FlaskClient, world: World
+) -> None:
+    """Two requests racing with one form key: the claim and the card share one transaction,
+    so the loser finds the winner's claim (or fails) and no second card appears."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    rid = new_id(82)
+    enter(client, world.a.clerk)
+    page = enrol(client, rid)
+    apply_form = next(f for f in forms_on(page) if f.action.endswith("/apply"))
+    cookie = client.get_cookie("cardsys")
+    assert cookie is not None
+
+    def send_once(_: int) -> int:
+        racer = app.test_client()
+        racer.set_cookie("cardsys", cookie.value)
+        return racer.post(apply_form.action, data=apply_form.fields).status_code
+
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        codes = list(pool.map(send_once, range(4)))
+    assert codes == [303] * 4
+    assert len(cards_of(app, rid)) == 1

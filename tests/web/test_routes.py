@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import secrets
+import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -52,6 +53,7 @@ def _office_routes() -> list[Route]:
             routes.append(Route(rule.endpoint, rule.rule, method, frozenset(rule.arguments),
                                 frozenset(roles)))
     app.extensions["cardsys_db"].dispose()
+    shutil.rmtree(instance)
     return sorted(routes, key=str)
 
 
