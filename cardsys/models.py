@@ -371,3 +371,134 @@ class PkiState(Base):
     trust_list_sequence: Mapped[int] = mapped_column(BigInteger)
     trust_list: Mapped[bytes | None] = mapped_column(LargeBinary)
     trust_list_issued_at: Mapped[datetime | None]
+
+
+# --- chip personalization: the bureau's crash-safe record (owned by issuance/personalize.py) ---
+
+
+class ChipRecordState(enum.StrEnum):
+    """Where a card's chip is between writing and the lifecycle step."""
+
+    #: Written and checked (AA answers with the recorded key); the LOCK may not have happened.
+    LOCK_PENDING = "lock-pending"
+    #: Locked (or finished from the record, see `ChipCompletion`); the card is personalized.
+    DONE = "done"
+
+
+class ChipCompletion(enum.StrEnum):
+    """How the lock of a recorded chip was established."""
+
+    #: The batch sent LOCK and the card answered 9000.
+    LOCKED = "locked"
+    #: On resume the chip was in the reader and already locked (opened with its access key).
+    FOUND_LOCKED = "found-locked"
+    #: On resume the chip had left the reader; a bureau machine ejects only locked cards.
+    FROM_RECORD = "from-record"
+
+
+class ChipPersonalization(Base):
+    """One card's chip as the bureau wrote it: committed BEFORE the chip is locked, so a crash
+    at any point is finished on resume from here. Never holds the AA private key."""
+
+    __tablename__ = "chip_personalizations"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    #: One chip per card and one card per chip: a resumed batch can neither personalize a
+    #: card twice nor bind one chip to two cards.
+    card_id: Mapped[int] = mapped_column(ForeignKey("cards.id"), unique=True)
+    chip_serial: Mapped[str] = mapped_column(String(32), unique=True)
+    sod_sha256: Mapped[str] = mapped_column(String(64))
+    #: SubjectPublicKeyInfo DER of the chip's Active Authentication key (DG15).
+    aa_public_key: Mapped[bytes] = mapped_column(LargeBinary)
+    state: Mapped[ChipRecordState] = mapped_column(_enum(ChipRecordState, 16))
+    completion: Mapped[ChipCompletion | None] = mapped_column(_enum(ChipCompletion, 16))
+    #: The moment the chip's data was fixed; the card's dates derive from it.
+    written_at: Mapped[datetime]
+    issue_date: Mapped[date] = mapped_column(Date)
+    expiry_date: Mapped[date] = mapped_column(Date)
+    operator_id: Mapped[int] = mapped_column(ForeignKey("operators.id"))
+    finished_at: Mapped[datetime | None]
+
+    card: Mapped[Card] = relationship(lazy="joined")
+
+    __table_args__ = (Index("ix_chip_personalizations_state", "state"),)
+
+
+# --- digital cards: activation codes and status-list publication (owned by issuance/digital.py
+#     and issuance/status.py) ------------------------------------------------------------------
+
+
+class ActivationCodeState(enum.StrEnum):
+    """Where a one-time activation code is in its short life."""
+
+    LIVE = "live"
+    #: Redeemed: it provisioned `digital_card_id`.
+    USED = "used"
+    #: Dead after too many wrong tries.
+    LOCKED = "locked"
+    #: Past its expiry when someone tried it.
+    EXPIRED = "expired"
+    #: A newer code for the same card was made: one live code per card.
+    REPLACED = "replaced"
+
+
+class ActivationCode(Base):
+    """A one-time code that lets a resident bind a phone to their active physical card.
+
+    Only a salted SHA-256 of the code is kept; the code itself is shown once."""
+
+    __tablename__ = "activation_codes"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    #: The physical card the code was made for.
+    card_id: Mapped[int] = mapped_column(ForeignKey("cards.id"))
+    salt: Mapped[bytes] = mapped_column(LargeBinary)
+    code_hash: Mapped[str] = mapped_column(String(64))
+    state: Mapped[ActivationCodeState] = mapped_column(_enum(ActivationCodeState, 16))
+    #: Wrong tries so far (committed even though the try itself fails).
+    attempts: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[datetime]
+    expires_at: Mapped[datetime]
+    created_by: Mapped[str] = mapped_column(String(64))
+    closed_at: Mapped[datetime | None]
+    #: The digital card it provisioned, once used.
+    digital_card_id: Mapped[int | None] = mapped_column(ForeignKey("cards.id"))
+
+    __table_args__ = (
+        # One live code per card, held by the database too.
+        Index(
+            "uq_activation_codes_live",
+            "card_id",
+            unique=True,
+            sqlite_where=text("state = 'live'"),
+            postgresql_where=text("state = 'live'"),
+        ),
+    )
+
+
+class StatusListPublication(Base):
+    """The signed Token Status List last published for one shard (served at
+    `/public/status/<list_number>`). The row is also the lock that orders publications."""
+
+    __tablename__ = "status_list_publications"
+
+    list_number: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    #: The signed token (COSE_Sign1 CWT); None until the first publication.
+    token: Mapped[bytes | None] = mapped_column(LargeBinary)
+    issued_at: Mapped[datetime | None]
+    expires_at: Mapped[datetime | None]
+    sha256: Mapped[str | None] = mapped_column(String(64))
+    #: How many times the shard was published.
+    revision: Mapped[int] = mapped_column(BigInteger)
+
+
+class StatusListDirty(Base):
+    """A shard whose cards changed since its last publication (marked in the changing
+    transaction, cleared by the publisher that rebuilt it)."""
+
+    __tablename__ = "status_list_dirty"
+
+    list_number: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    #: Bumped by every mark, so a publisher clears only the marks it has seen.
+    marks: Mapped[int] = mapped_column(BigInteger)
+    marked_at: Mapped[datetime]

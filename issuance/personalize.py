@@ -1,0 +1,582 @@
+"""Chip personalization: approved physical cards written onto blank chips, in crash-safe batches.
+
+For one card, `chip_holder` builds what the chip carries from the database (the resident, the
+portrait as a JPEG of at most `PORTRAIT_LIMIT` bytes, the card number, the dates from
+`card_dates`, and the card's status-list slot, which goes into the signed DG11), and
+`cardsys.chip.perso.prepare` adds a fresh Active Authentication key and the SOD signed by the
+active CHIP_DOCUMENT signer. The AA private key lives only in that in-memory value and on the
+chip: it is never stored, logged, put in an exception message or written to a batch file.
+
+`Bureau.run(n)` is the batch of a bureau machine. For each of the next `n` approved cards of
+the operator's office, in order, skipping none:
+
+1. prepare (data, AA key, SOD);
+2. write the blank chip in the reader through APDUs (erased first, so a chip whose earlier
+   writing was interrupted is simply re-used) and check that it answers INTERNAL
+   AUTHENTICATE with the new key;
+3. RECORD, committed: chip serial, SOD hash, AA public key, the card's dates, state
+   "lock pending" (`ChipPersonalization`, unique per card and per chip serial) and an
+   audit event `card:chip:write`;
+4. LOCK the chip;
+5. finish the lifecycle step in one transaction: the record DONE, the card PERSONALIZED
+   (`issuance.cards.personalize`, with its audit event).
+
+Resuming after a crash (a batch starts by finishing every "lock pending" record of its office):
+
+* crash before 3: nothing was recorded; the chip in the reader is unlocked and bound to no
+  card, so the next card (the same one) erases and re-uses it;
+* crash between 3 and 4: the record is finished. If the recorded chip is in the reader and
+  unlocked, we check that it holds the recorded SOD and AA key and LOCK it; if it is in the
+  reader and locked (its access key opens it), the LOCK went through; if it is not in the
+  reader, we finish from the record (`ChipCompletion.FROM_RECORD`): a bureau machine (and the
+  emulator's hopper) ejects a card only once it is locked, so a chip gone from the reader was
+  locked; and should one ever be found unlocked, it is worthless at a terminal (an unlocked
+  chip opens only with the bureau's transport key, never with the card's access key) and
+  bound to this card alone by its serial, SOD and AA key;
+* crash between 4 and 5: as above; the chip is either still in the reader, locked, or gone.
+
+A card whose status changed while its chip was being written (revoked meanwhile) gets its
+record closed with an audit event `card:chip:void` and no lifecycle step.
+"""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+import io
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import date, datetime
+from typing import Protocol
+
+from sqlalchemy import exists, select
+from sqlalchemy.orm import Session
+
+from cardsys import audit
+from cardsys.access import require_role
+from cardsys.chip import perso
+from cardsys.chip.apdu import SW_SECURITY_STATUS_NOT_SATISFIED, Transport
+from cardsys.chip.bac import AccessKey
+from cardsys.chip.lds import ChipHolder
+from cardsys.chip.terminal import ChipSession
+from cardsys.config import Settings
+from cardsys.db import Database
+from cardsys.errors import (
+    AccessDeniedError,
+    ApduError,
+    ChipError,
+    DuplicateError,
+    NoCardError,
+    ReaderError,
+    ValidationError,
+)
+from cardsys.lifecycle import Action, CardKind, CardStatus
+from cardsys.models import (
+    Card,
+    ChipCompletion,
+    ChipPersonalization,
+    ChipRecordState,
+    Operator,
+)
+from cardsys.pki import Signer, usage_period
+from issuance import cards, operators
+
+log = logging.getLogger(__name__)
+
+#: The most bytes of portrait a chip carries (DG2): reads stay fast and cards small.
+PORTRAIT_LIMIT = 15_000
+#: The largest portrait in pixels (width, height): ICAO-like head-and-shoulders at ~300 dpi.
+PORTRAIT_BOX = (420, 540)
+#: Photos larger than this (in pixels) are refused before decoding (decompression bombs).
+MAX_PHOTO_PIXELS = 40_000_000
+_JPEG = b"\xff\xd8\xff"
+
+#: Gives the key that signs SODs at `now`, e.g. `keys.ceremony.active_signer` bound to a store.
+SignerSource = Callable[[Session, datetime], Signer]
+
+
+# --- what the chip carries ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CardDates:
+    """A card's issue and expiry dates, fixed once when its chip is written."""
+
+    issue: date
+    expiry: date
+
+
+def card_dates(now: datetime, settings: Settings) -> CardDates:
+    """The dates a card personalized at `now` gets: the one place they are computed.
+
+    They are the same `issuance.cards.personalize` sets for `now`, which the batch calls with
+    the recorded moment of writing; the chip's DG1 carries the expiry.
+    """
+    issue = now.date()
+    return CardDates(issue, cards.add_years(issue, settings.card_validity_years))
+
+
+def portrait_jpeg(photo: bytes, *, limit: int = PORTRAIT_LIMIT) -> bytes:
+    """The photo as a JPEG of at most `limit` bytes (kept as it is when it already is one).
+
+    Raises:
+        ValidationError: not an image Pillow can read, too large, or not reducible to `limit`.
+    """
+    if photo.startswith(_JPEG) and len(photo) <= limit:
+        return photo
+    from PIL import Image, UnidentifiedImageError  # imported here: only the bureau needs it
+
+    try:
+        source = Image.open(io.BytesIO(photo))
+        width, height = source.size
+        if width * height > MAX_PHOTO_PIXELS:
+            raise ValidationError(f"the photo has too many pixels ({width}x{height})")
+        source.draft("RGB", PORTRAIT_BOX)  # JPEG: decode at a reduced scale, much faster
+        image = source.convert("RGB")
+    except Image.DecompressionBombError:
+        raise ValidationError("the photo has too many pixels") from None
+    except (UnidentifiedImageError, OSError, ValueError):
+        raise ValidationError("the resident's photo is not a readable image") from None
+    image.thumbnail(PORTRAIT_BOX)
+    while min(image.size) >= 32:
+        for quality in (85, 75, 65, 55, 45, 35):
+            out = io.BytesIO()
+            # A new encoding carries no metadata of the original (no EXIF, no GPS).
+            image.save(out, "JPEG", quality=quality, optimize=True)
+            if out.tell() <= limit:
+                return out.getvalue()
+        image = image.resize((image.width * 4 // 5, image.height * 4 // 5))
+    raise ValidationError(f"the photo cannot be reduced to a {limit}-byte JPEG")
+
+
+def chip_holder(card: Card, dates: CardDates, settings: Settings) -> ChipHolder:
+    """What the chip of `card` carries, from the database.
+
+    Raises:
+        ValidationError: not a physical card, no photo, or no status-list slot.
+    """
+    if card.kind is not CardKind.PHYSICAL:
+        raise ValidationError(f"card {card.number} is not a physical card")
+    resident = card.resident
+    if resident.photo is None:
+        raise ValidationError(
+            f"resident {resident.id_number} has no photo: card {card.number} cannot get a chip"
+        )
+    if card.status_list is None or card.status_index is None:
+        raise ValidationError(f"card {card.number} has no status-list slot")
+    return ChipHolder(
+        card_number=card.number,
+        surname=resident.surname,
+        given_names=resident.given_names,
+        sex=resident.sex.value,
+        birth_date=resident.birth_date,
+        expiry_date=dates.expiry,
+        id_number=resident.id_number,
+        region=resident.region,
+        schemes=tuple(resident.schemes.split()),
+        portrait=portrait_jpeg(resident.photo.content),
+        issuer=settings.issuer,
+        status_list=card.status_list,
+        status_index=card.status_index,
+    )
+
+
+# --- the reader ---------------------------------------------------------------------------------
+
+
+class ChipPresence(enum.StrEnum):
+    """What a probe of the reader found."""
+
+    EMPTY = "empty"
+    OPEN = "open"  # a card that is not locked yet (blank or partly written)
+    LOCKED = "locked"
+
+
+@dataclass(frozen=True)
+class Probe:
+    """The reader's content: the chip serial when it is an unlocked chip."""
+
+    presence: ChipPresence
+    serial: str | None = None
+
+
+class ChipStation(Protocol):
+    """The reader of a personalization machine (see `ReaderStation`)."""
+
+    def probe(self) -> Probe:
+        """What is in the reader now."""
+        ...
+
+    def write(self, prepared: perso.Personalization, serial: str) -> None:
+        """Erase the unlocked chip `serial`, write `prepared` and check its AA key (no LOCK)."""
+        ...
+
+    def lock(self) -> None:
+        """LOCK the chip just written."""
+        ...
+
+    def check_and_lock(self, serial: str, *, sod_sha256: bytes, aa_public_key: bytes) -> None:
+        """LOCK the unlocked chip `serial` after checking it holds what was recorded."""
+        ...
+
+    def opens(self, access: AccessKey) -> str | None:
+        """The serial of the locked chip in the reader if `access` opens it, else None."""
+        ...
+
+
+class ReaderStation:
+    """A `ChipStation` over a reader: `connect` opens a fresh connection to its card.
+
+    Every step starts from a new connection, as the card in the reader may have been swapped
+    (a bureau machine ejects each locked card and feeds the next blank).
+    """
+
+    def __init__(self, connect: Callable[[], Transport], transport_key: bytes) -> None:
+        if len(transport_key) != 16:
+            raise ValidationError("the bureau transport key is 16 bytes")
+        self._connect_to = connect
+        self._transport_key = bytes(transport_key)
+        self._transport: Transport | None = None
+        self._session: ChipSession | None = None
+
+    def _connect(self) -> Transport:
+        self.close()
+        self._transport = self._connect_to()
+        return self._transport
+
+    def close(self) -> None:
+        """Drop the current connection."""
+        transport, self._transport, self._session = self._transport, None, None
+        close = getattr(transport, "close", None)
+        if close is not None:
+            try:
+                close()
+            except ReaderError:
+                log.warning("could not disconnect from the reader cleanly")
+
+    def probe(self) -> Probe:
+        try:
+            transport = self._connect()
+        except NoCardError:
+            return Probe(ChipPresence.EMPTY)
+        try:
+            return Probe(ChipPresence.OPEN, perso.read_serial(transport))
+        except ApduError as exc:
+            if exc.sw == SW_SECURITY_STATUS_NOT_SATISFIED:
+                return Probe(ChipPresence.LOCKED)
+            raise ReaderError(f"the card in the reader is not a card of ours: {exc}") from None
+
+    def _open(self, serial: str) -> ChipSession:
+        transport = self._connect()
+        if perso.read_serial(transport) != serial:
+            raise ReaderError(f"the card in the reader is no longer chip {serial}")
+        return perso.open_bureau_session(transport, self._transport_key)
+
+    def write(self, prepared: perso.Personalization, serial: str) -> None:
+        session = self._open(serial)
+        perso.erase(session)
+        perso.write_files(session, prepared)
+        self._session = session
+
+    def lock(self) -> None:
+        if self._session is None:
+            raise ChipError("no chip was written on this connection")
+        perso.lock(self._session)
+        self._session = None
+
+    def check_and_lock(self, serial: str, *, sod_sha256: bytes, aa_public_key: bytes) -> None:
+        session = self._open(serial)
+        perso.check_written(session, sod_sha256=sod_sha256, aa_public_key_info=aa_public_key)
+        perso.lock(session)
+
+    def opens(self, access: AccessKey) -> str | None:
+        transport = self._connect()
+        try:
+            return ChipSession.open(transport, access.seed).serial()
+        except (AccessDeniedError, ApduError):
+            return None
+
+
+# --- the batch ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class BatchResult:
+    """One card the batch finished."""
+
+    card_number: str
+    chip_serial: str
+    completion: ChipCompletion
+    #: True when the card was finished from a record an interrupted batch left.
+    resumed: bool
+    #: False when the card's status changed meanwhile and its chip was voided.
+    personalized: bool = True
+
+
+class Bureau:
+    """The batch of a personalization machine (steps and crash recovery: module docstring)."""
+
+    def __init__(
+        self,
+        database: Database,
+        station: ChipStation,
+        *,
+        operator: str,
+        settings: Settings,
+        signers: SignerSource,
+        clock: Callable[[], datetime],
+        wait: float = 30.0,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self._db = database
+        self._station = station
+        self._login = operator
+        self._settings = settings
+        self._signers = signers
+        self._clock = clock
+        self._wait = wait
+        self._sleep = sleep
+        self._signer: Signer | None = None
+
+    def run(
+        self, count: int, *, progress: Callable[[BatchResult], None] | None = None
+    ) -> list[BatchResult]:
+        """Finish pending records, then personalize approved cards: `count` in all (fewer when
+        the office has no more approved cards)."""
+        if count <= 0:
+            raise ValidationError("a batch has at least one card")
+        if count > self._settings.batch_size:
+            raise ValidationError(f"a batch has at most {self._settings.batch_size} cards")
+        results: list[BatchResult] = []
+        while len(results) < count:
+            pending = self._pending_record()
+            if pending is not None:
+                result: BatchResult | None = self._resume(pending)
+            else:
+                card_id = self._next_card()
+                if card_id is None:
+                    break
+                result = self._personalize(card_id)
+            if result is not None:
+                results.append(result)
+                if progress is not None:
+                    progress(result)
+        return results
+
+    # --- one card ----------------------------------------------------------------------------
+
+    def _personalize(self, card_id: int) -> BatchResult | None:
+        serial = self._blank_chip()
+        now = self._clock()
+        with self._db.transaction() as session:
+            card = self._approved(session, card_id)
+            number = card.number
+            dates = card_dates(now, self._settings)
+            holder = chip_holder(card, dates, self._settings)
+            signer = self._signer_for(session, now)
+        prepared = perso.prepare(holder, signer, signing_time=now)
+        sod_sha256 = hashlib.sha256(prepared.sod).digest()
+        aa_public_key = prepared.aa_public_key_info
+        self._station.write(prepared, serial)
+        del prepared  # the AA private key is on the chip now; keep no reference to it
+        try:
+            record_id = self._record(card_id, serial, sod_sha256, aa_public_key, now, dates)
+        except DuplicateError:
+            # Another machine recorded this card first: our chip stays unlocked and unbound,
+            # and is erased and re-used for the next card.
+            log.warning("card %s was recorded by another batch; chip %s re-used", number, serial)
+            return None
+        if record_id is None:
+            return None
+        self._station.lock()
+        return self._finish(record_id, ChipCompletion.LOCKED, resumed=False)
+
+    def _resume(self, record_id: int) -> BatchResult:
+        with self._db.transaction() as session:
+            record = self._load_record(session, record_id)
+            serial, sod_hex = record.chip_serial, record.sod_sha256
+            aa_public_key = record.aa_public_key
+            access = AccessKey(
+                record.card.number, record.card.resident.birth_date, record.expiry_date
+            )
+        probe = self._station.probe()
+        if probe.presence is ChipPresence.OPEN and probe.serial == serial:
+            self._station.check_and_lock(
+                serial, sod_sha256=bytes.fromhex(sod_hex), aa_public_key=aa_public_key
+            )
+            completion = ChipCompletion.LOCKED
+        elif probe.presence is ChipPresence.LOCKED and self._station.opens(access) == serial:
+            completion = ChipCompletion.FOUND_LOCKED
+        else:
+            completion = ChipCompletion.FROM_RECORD
+        log.info("resumed chip %s: %s", serial, completion.value)
+        return self._finish(record_id, completion, resumed=True)
+
+    def _blank_chip(self) -> str:
+        """The serial of an unlocked chip in the reader that no card is bound to (waiting up
+        to `wait` seconds for one)."""
+        deadline = time.monotonic() + self._wait
+        while True:
+            probe = self._station.probe()
+            if probe.presence is ChipPresence.OPEN and probe.serial is not None:
+                bound = self._record_of_chip(probe.serial)
+                if bound is None:
+                    return probe.serial
+                self._relock(bound)
+                continue
+            if time.monotonic() >= deadline:
+                found = "a locked card" if probe.presence is ChipPresence.LOCKED else "no card"
+                raise ReaderError(f"the reader holds {found}: put a blank card in")
+            self._sleep(0.2)
+
+    def _relock(self, record_id: int) -> None:
+        """A recorded chip came back into the reader unlocked: check it and lock it."""
+        with self._db.transaction() as session:
+            record = self._load_record(session, record_id)
+            if record.state is ChipRecordState.LOCK_PENDING:
+                raise ReaderError(
+                    f"chip {record.chip_serial} in the reader belongs to another batch's card"
+                )
+            serial, sod_hex, key = record.chip_serial, record.sod_sha256, record.aa_public_key
+        self._station.check_and_lock(serial, sod_sha256=bytes.fromhex(sod_hex), aa_public_key=key)
+        with self._db.transaction() as session:
+            self._load_record(session, record_id).completion = ChipCompletion.LOCKED
+        log.warning("chip %s was finished from its record and came back unlocked: locked", serial)
+
+    # --- the database --------------------------------------------------------------------------
+
+    def _actor(self, session: Session) -> Operator:
+        return operators.get_operator(session, self._login)
+
+    def _pending_record(self) -> int | None:
+        with self._db.transaction() as session:
+            actor = self._actor(session)
+            return session.scalar(
+                select(ChipPersonalization.id)
+                .join(Card, Card.id == ChipPersonalization.card_id)
+                .where(
+                    ChipPersonalization.state == ChipRecordState.LOCK_PENDING,
+                    Card.office_id == actor.office_id,
+                )
+                .order_by(ChipPersonalization.id)
+                .limit(1)
+            )
+
+    def _next_card(self) -> int | None:
+        with self._db.transaction() as session:
+            actor = self._actor(session)
+            require_role(actor, *cards.ACTION_ROLES[Action.PERSONALIZE])
+            recorded = exists().where(ChipPersonalization.card_id == Card.id)
+            return session.scalar(
+                select(Card.id)
+                .where(
+                    Card.kind == CardKind.PHYSICAL,
+                    Card.status == CardStatus.APPROVED,
+                    Card.office_id == actor.office_id,
+                    ~recorded,
+                )
+                .order_by(Card.id)
+                .limit(1)
+            )
+
+    def _record_of_chip(self, serial: str) -> int | None:
+        with self._db.transaction() as session:
+            return session.scalar(
+                select(ChipPersonalization.id).where(ChipPersonalization.chip_serial == serial)
+            )
+
+    @staticmethod
+    def _load_record(session: Session, record_id: int) -> ChipPersonalization:
+        record = session.get(ChipPersonalization, record_id, with_for_update=True)
+        if record is None:
+            raise ChipError(f"personalization record {record_id} vanished")
+        return record
+
+    def _approved(self, session: Session, card_id: int) -> Card:
+        card = session.get(Card, card_id)
+        if card is None or card.status is not CardStatus.APPROVED:
+            raise ChipError(f"card {card_id} is no longer approved")
+        return card
+
+    def _signer_for(self, session: Session, now: datetime) -> Signer:
+        """The active chip-document signer, looked up once and again only when `now` leaves
+        its usage period (a lookup checks the certificate chain: too slow per card)."""
+        signer = self._signer
+        if signer is not None:
+            period = usage_period(signer.certificate)
+            if period is not None and period[0] <= now <= period[1]:
+                return signer
+        self._signer = self._signers(session, now)
+        return self._signer
+
+    def _record(
+        self,
+        card_id: int,
+        serial: str,
+        sod_sha256: bytes,
+        aa_public_key: bytes,
+        now: datetime,
+        dates: CardDates,
+    ) -> int | None:
+        """Commit the record of a written chip (None when the card is no longer approved)."""
+        with self._db.transaction() as session:
+            actor = self._actor(session)
+            card = session.get(Card, card_id, with_for_update=True)
+            if card is None or card.status is not CardStatus.APPROVED:
+                log.warning("card %s changed while its chip was written; chip %s re-used",
+                            card_id, serial)
+                return None
+            record = ChipPersonalization(
+                card_id=card_id,
+                chip_serial=serial,
+                sod_sha256=sod_sha256.hex(),
+                aa_public_key=aa_public_key,
+                state=ChipRecordState.LOCK_PENDING,
+                completion=None,
+                written_at=now,
+                issue_date=dates.issue,
+                expiry_date=dates.expiry,
+                operator_id=actor.id,
+                finished_at=None,
+            )
+            session.add(record)
+            session.flush()
+            audit.record(
+                session, at=now, actor=actor.login, office=card.office.code,
+                tag="card:chip:write", subject=card.number,
+                details={"chip_serial": serial, "sod_sha256": sod_sha256.hex(),
+                         "expiry": dates.expiry.isoformat()},
+            )
+            return record.id
+
+    def _finish(
+        self, record_id: int, completion: ChipCompletion, *, resumed: bool
+    ) -> BatchResult:
+        """Close the record and take the lifecycle step, in one transaction."""
+        finished_at = self._clock()
+        with self._db.transaction() as session:
+            actor = self._actor(session)
+            record = self._load_record(session, record_id)
+            card = record.card
+            result = BatchResult(card.number, record.chip_serial, completion, resumed)
+            record.state, record.completion = ChipRecordState.DONE, completion
+            record.finished_at = finished_at
+            if card.status is not CardStatus.APPROVED:
+                audit.record(
+                    session, at=finished_at, actor=actor.login, office=card.office.code,
+                    tag="card:chip:void", subject=card.number,
+                    details={"chip_serial": record.chip_serial, "card_status": card.status.value},
+                )
+                return BatchResult(card.number, record.chip_serial, completion, resumed, False)
+            chip = cards.ChipRecord(record.chip_serial, record.sod_sha256, record.aa_public_key)
+            # The moment the chip was written fixes the card's dates (the same ones DG1 holds).
+            cards.personalize(
+                session, actor, card, now=record.written_at, settings=self._settings, chip=chip
+            )
+            if (card.issue_date, card.expiry_date) != (record.issue_date, record.expiry_date):
+                # Only when card_validity_years changed between writing and a resume: the
+                # locked chip is what the holder carries, so its dates win.
+                card.issue_date, card.expiry_date = record.issue_date, record.expiry_date
+            return result

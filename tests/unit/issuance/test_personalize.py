@@ -1,0 +1,526 @@
+"""Personalization service and bureau batch, in-process: emulated cards fed by a hopper, no PC/SC.
+
+Crashes are simulated by an exception thrown from the reader (before a command reaches the
+card, or after the card processed it and before its answer comes back) or from the clock (just
+before the lifecycle step); the real SIGKILL through pcscd is in tests/integration/chip.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import logging
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from cryptography.hazmat.primitives.asymmetric import ec
+from PIL import Image
+from sqlalchemy import func, select
+
+from cardsys.chip import aa, lds, sod
+from cardsys.chip.bac import AccessKey
+from cardsys.chip.emulator import Card, CardState
+from cardsys.chip.terminal import ChipSession
+from cardsys.chip.vpcd import BlankHopper
+from cardsys.config import Settings
+from cardsys.db import Database
+from cardsys.errors import (
+    ChipError,
+    PermissionDeniedError,
+    ReaderError,
+    ValidationError,
+)
+from cardsys.lifecycle import CardStatus, Reason
+from cardsys.models import AuditEvent, ChipCompletion, ChipPersonalization, ChipRecordState
+from cardsys.pki import Purpose, Signer
+from issuance import cards
+from issuance.personalize import (
+    PORTRAIT_LIMIT,
+    BatchResult,
+    Bureau,
+    ChipPresence,
+    ReaderStation,
+    card_dates,
+    chip_holder,
+    portrait_jpeg,
+)
+from keys.ephemeral import ephemeral_pki
+from tests.factories import audit_tags, card
+from tests.fixtures.pcsc import TRANSPORT_KEY, approved_cards, bureau_settings, photo_jpeg
+
+NOW = datetime(2030, 3, 1, 9, 0, tzinfo=UTC)
+
+
+class Crash(BaseException):
+    """A simulated power cut: not an Exception, so nothing on the way catches it."""
+
+
+@dataclass
+class HopperReader:
+    """A reader with a blank-card hopper, in-process: ejects each card once it is locked."""
+
+    hopper: BlankHopper
+    card: Card = field(init=False)
+    ejected: list[Card] = field(default_factory=list)
+    apdus: int = 0
+    #: Called with (APDU number, command, answer or None) and may raise `Crash`.
+    watch: Callable[[int, bytes, bytes | None], None] | None = None
+
+    def __post_init__(self) -> None:
+        self.card = self.hopper.take()
+
+    def connect(self) -> HopperReader:
+        return self
+
+    def transmit(self, command: bytes) -> bytes:
+        self.apdus += 1
+        if self.watch is not None:
+            self.watch(self.apdus, command, None)
+        was_locked = self.card.state is CardState.LOCKED
+        answer = self.card.process(command)
+        if not was_locked and self.card.state is CardState.LOCKED:
+            self.ejected.append(self.card)
+            self.card = self.hopper.take()
+        if self.watch is not None:
+            self.watch(self.apdus, command, answer)
+        return answer
+
+    def all_cards(self) -> list[Card]:
+        return [*self.ejected, self.card]
+
+
+@pytest.fixture(scope="module")
+def chip_signer() -> Signer:
+    return ephemeral_pki(NOW - timedelta(days=1)).signers[Purpose.CHIP_DOCUMENT]
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    return bureau_settings(tmp_path / "instance")
+
+
+@pytest.fixture
+def database(settings: Settings) -> Iterator[Database]:
+    db = Database.from_settings(settings)
+    yield db
+    db.dispose()
+
+
+@pytest.fixture
+def reader(tmp_path: Path) -> HopperReader:
+    return HopperReader(BlankHopper(tmp_path / "hopper", TRANSPORT_KEY))
+
+
+def _bureau(
+    database: Database,
+    reader: HopperReader,
+    settings: Settings,
+    signer: Signer,
+    login: str = "off-a.clerk",
+    clock: Callable[[], datetime] = lambda: NOW,
+) -> Bureau:
+    return Bureau(
+        database,
+        ReaderStation(reader.connect, TRANSPORT_KEY),
+        operator=login,
+        settings=settings,
+        signers=lambda session, now: signer,
+        clock=clock,
+        wait=0,
+    )
+
+
+# --- what the chip carries ---------------------------------------------------------------------
+
+
+def test_card_dates_are_the_ones_the_lifecycle_step_sets(
+    database: Database, settings: Settings
+) -> None:
+    staff, (number,) = approved_cards(database, settings, 1, now=NOW)
+    moment = datetime(2032, 2, 29, 23, 30, tzinfo=UTC)  # a leap day: the expiry moves to 28 Feb
+    dates = card_dates(moment, settings)
+    with database.transaction() as session:
+        personalized = cards.personalize(
+            session, staff.clerk_in(session), card(session, number), now=moment, settings=settings
+        )
+        assert (personalized.issue_date, personalized.expiry_date) == (dates.issue, dates.expiry)
+    assert str(dates.expiry) == "2042-02-28"
+
+
+def test_portrait_is_shrunk_to_a_clean_jpeg() -> None:
+    source = Image.frombytes("RGB", (1200, 1600), bytes(range(256)) * 22500)
+    exif = Image.Exif()
+    exif[0x010F] = "CameraMaker-secret"
+    raw = io.BytesIO()
+    source.save(raw, "PNG", exif=exif)
+    out = portrait_jpeg(raw.getvalue())
+    assert out.startswith(b"\xff\xd8\xff")
+    assert len(out) <= PORTRAIT_LIMIT
+    assert b"CameraMaker-secret" not in out
+    with Image.open(io.BytesIO(out)) as image:
+        assert image.format == "JPEG"
+        assert max(image.size) <= 540
+
+
+def test_noisy_photo_still_fits() -> None:
+    big = photo_jpeg(7, (1000, 1300))
+    assert len(big) > 100_000
+    assert len(portrait_jpeg(big)) <= PORTRAIT_LIMIT
+
+
+def test_small_jpeg_is_kept_as_it_is() -> None:
+    small = photo_jpeg(1, (60, 80))
+    assert len(small) <= PORTRAIT_LIMIT
+    assert portrait_jpeg(small) is small
+
+
+@pytest.mark.parametrize(
+    "photo",
+    [
+        b"\x89PNG\r\n\x1a\n" + b"\x00" * 100,  # a PNG header and nothing behind it
+        b"\xff\xd8\xff" + b"not really" * 2000,  # JPEG magic, garbage, too big to keep
+        b"GIF89a",
+    ],
+)
+def test_unreadable_photo_is_refused(photo: bytes) -> None:
+    with pytest.raises(ValidationError, match="not a readable image"):
+        portrait_jpeg(photo)
+
+
+@pytest.mark.parametrize("side", [8_000, 20_000])
+def test_decompression_bomb_is_refused_before_decoding(side: int) -> None:
+    out = io.BytesIO()
+    Image.new("1", (side, side)).save(out, "PNG")
+    assert len(out.getvalue()) < 100_000  # small enough to pass enrolment
+    with pytest.raises(ValidationError, match="too many pixels"):
+        portrait_jpeg(out.getvalue())
+
+
+def test_chip_holder_from_the_database(database: Database, settings: Settings) -> None:
+    _, (number,) = approved_cards(database, settings, 1, now=NOW)
+    dates = card_dates(NOW, settings)
+    with database.transaction() as session:
+        row = card(session, number)
+        holder = chip_holder(row, dates, settings)
+        resident = row.resident
+        assert holder.card_number == number
+        assert (holder.surname, holder.given_names) == (resident.surname, resident.given_names)
+        assert holder.sex == resident.sex.value
+        assert holder.birth_date == resident.birth_date
+        assert holder.expiry_date == dates.expiry
+        assert holder.id_number == resident.id_number
+        assert holder.schemes == ("BASIC-MEDICAL", "PENSION")
+        assert (holder.status_list, holder.status_index) == (row.status_list, row.status_index)
+        assert len(holder.portrait) <= PORTRAIT_LIMIT
+        assert holder.issuer == settings.issuer
+
+
+def test_chip_holder_needs_a_photo(database: Database, settings: Settings) -> None:
+    _, (number,) = approved_cards(database, settings, 1, now=NOW)
+    with database.transaction() as session:
+        row = card(session, number)
+        row.resident.photo = None
+        with pytest.raises(ValidationError, match="no photo"):
+            chip_holder(row, card_dates(NOW, settings), settings)
+
+
+# --- the batch ----------------------------------------------------------------------------------
+
+
+def _check_outcome(database: Database, reader: HopperReader, numbers: list[str]) -> None:
+    """Every card personalized exactly once, every locked chip bound to exactly one card, and
+    each chip holding what its record says."""
+    locked = {c.serial: c for c in reader.all_cards() if c.state is CardState.LOCKED}
+    with database.transaction() as session:
+        records = session.scalars(select(ChipPersonalization)).all()
+        assert len(records) == len(numbers)
+        assert {r.card.number for r in records} == set(numbers)
+        assert {r.chip_serial for r in records} == set(locked)
+        for record in records:
+            row = record.card
+            assert record.state is ChipRecordState.DONE
+            assert row.status is CardStatus.PERSONALIZED
+            assert (row.chip_serial, row.sod_sha256) == (record.chip_serial, record.sod_sha256)
+            assert row.aa_public_key == record.aa_public_key
+            assert (row.issue_date, row.expiry_date) == (record.issue_date, record.expiry_date)
+            tags = audit_tags(session, row.number)
+            assert tags.count("card:status:personalize") == 1
+            assert tags.count("card:chip:write") == 1
+            _check_chip(locked[record.chip_serial], record, row.resident.birth_date)
+
+
+def _check_chip(chip: Card, record: ChipPersonalization, birth_date: object) -> None:
+    access = AccessKey(record.card.number, birth_date, record.expiry_date)  # type: ignore[arg-type]
+    from tests.fixtures.pcsc import CardTransport
+
+    chip.reset()
+    session = ChipSession.open(CardTransport(chip), access.seed)
+    files = session.read_files(lds.ALL_FILE_IDS)
+    assert hashlib.sha256(files[lds.FID_SOD]).hexdigest() == record.sod_sha256
+    parsed = sod.parse_sod(files[lds.FID_SOD])
+    parsed.verify_signature()
+    dgs = {dg: files[lds.file_id(dg)] for dg in lds.DATA_GROUPS}
+    parsed.check_data_groups(dgs)
+    holder = lds.parse_holder(dgs)
+    assert (holder.status_list, holder.status_index) == (
+        record.card.status_list,
+        record.card.status_index,
+    )
+    assert lds.parse_dg15(dgs[15]) == record.aa_public_key
+    challenge = b"\x42" * 8
+    aa.check_aa(record.aa_public_key, challenge, session.internal_authenticate(challenge))
+
+
+def test_batch_personalizes_in_order(
+    database: Database, settings: Settings, reader: HopperReader, chip_signer: Signer
+) -> None:
+    _, numbers = approved_cards(database, settings, 3, now=NOW)
+    seen: list[BatchResult] = []
+    results = _bureau(database, reader, settings, chip_signer).run(2, progress=seen.append)
+    assert [r.card_number for r in results] == numbers[:2]
+    assert seen == results
+    assert all(r.completion is ChipCompletion.LOCKED and not r.resumed for r in results)
+    assert [r.chip_serial for r in results] == ["HOP-000001", "HOP-000002"]
+    more = _bureau(database, reader, settings, chip_signer).run(5)
+    assert [r.card_number for r in more] == numbers[2:]
+    _check_outcome(database, reader, numbers)
+    assert reader.card.state is CardState.BLANK
+
+
+def test_aa_private_key_is_nowhere_but_on_the_chip(
+    database: Database,
+    settings: Settings,
+    reader: HopperReader,
+    chip_signer: Signer,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    _, numbers = approved_cards(database, settings, 2, now=NOW)
+    caplog.set_level(logging.DEBUG)
+    _bureau(database, reader, settings, chip_signer).run(2)
+    database.dispose()
+    stored = b"".join(
+        path.read_bytes() for path in settings.instance_path.iterdir() if path.is_file()
+    )
+    for chip in reader.ejected:
+        scalar = bytes.fromhex(json.loads(chip.path.read_text())["aa_key"])
+        key = ec.derive_private_key(int.from_bytes(scalar, "big"), ec.SECP256R1())
+        assert key.public_key().public_bytes  # the chip really holds a usable key
+        for form in (scalar, scalar.hex().encode(), scalar.hex().upper().encode()):
+            assert form not in stored
+            assert form.decode("latin-1") not in caplog.text
+    assert len(reader.ejected) == len(numbers)
+
+
+def test_operator_of_another_office_gets_none_of_the_cards(
+    database: Database, settings: Settings, reader: HopperReader, chip_signer: Signer
+) -> None:
+    approved_cards(database, settings, 1, now=NOW)
+    approved_cards(database, settings, 0, now=NOW, office="OFF-B")
+    assert _bureau(database, reader, settings, chip_signer, "off-b.clerk").run(3) == []
+    with pytest.raises(PermissionDeniedError):
+        _bureau(database, reader, settings, chip_signer, "off-a.auditor").run(1)
+
+
+@pytest.mark.parametrize("count", [0, 101])
+def test_batch_size_is_bounded(
+    database: Database, settings: Settings, reader: HopperReader, chip_signer: Signer, count: int
+) -> None:
+    with pytest.raises(ValidationError):
+        _bureau(database, reader, settings, chip_signer).run(count)
+
+
+def test_card_without_photo_stops_the_batch_there(
+    database: Database, settings: Settings, reader: HopperReader, chip_signer: Signer
+) -> None:
+    _, numbers = approved_cards(database, settings, 3, now=NOW)
+    with database.transaction() as session:
+        card(session, numbers[1]).resident.photo = None
+    with pytest.raises(ValidationError, match="no photo"):
+        _bureau(database, reader, settings, chip_signer).run(3)
+    with database.transaction() as session:
+        assert card(session, numbers[0]).status is CardStatus.PERSONALIZED
+        assert card(session, numbers[1]).status is CardStatus.APPROVED
+        assert card(session, numbers[2]).status is CardStatus.APPROVED
+
+
+def test_locked_card_in_the_reader_is_not_overwritten(
+    database: Database, settings: Settings, tmp_path: Path, chip_signer: Signer
+) -> None:
+    approved_cards(database, settings, 2, now=NOW)
+    reader = HopperReader(BlankHopper(tmp_path / "hopper", TRANSPORT_KEY))
+    # No hopper refill: the locked card stays in the reader.
+    reader.hopper.take = lambda: reader.ejected[-1]  # type: ignore[method-assign]
+    with pytest.raises(ReaderError, match="locked card"):
+        _bureau(database, reader, settings, chip_signer).run(2)
+    with database.transaction() as session:
+        done = session.scalar(select(func.count()).select_from(ChipPersonalization))
+    assert done == 1
+
+
+_LOCK = 0x44
+
+
+@pytest.mark.parametrize("after", [False, True], ids=["before-card", "after-card"])
+@pytest.mark.parametrize("crash_at", range(1, 30))
+def test_crash_at_any_apdu_then_resume(
+    database: Database,
+    settings: Settings,
+    reader: HopperReader,
+    chip_signer: Signer,
+    crash_at: int,
+    after: bool,
+) -> None:
+    _, numbers = approved_cards(database, settings, 2, now=NOW)
+
+    def watch(number: int, command: bytes, answer: bytes | None) -> None:
+        if number == crash_at and (answer is not None) == after:
+            raise Crash
+
+    reader.watch = watch
+    with pytest.raises(Crash):
+        _bureau(database, reader, settings, chip_signer).run(2)
+    reader.watch = None
+    results = _bureau(database, reader, settings, chip_signer).run(2)
+    # The resumed batch did what the first one left, in order (once the first card was
+    # finished, only the second remains).
+    assert [r.card_number for r in results] == numbers[len(numbers) - len(results) :]
+    _check_outcome(database, reader, numbers)
+
+
+@pytest.mark.parametrize(
+    ("after", "expected"),
+    [(False, ChipCompletion.LOCKED), (True, ChipCompletion.FROM_RECORD)],
+    ids=["record-then-crash", "lock-then-crash"],
+)
+def test_crash_around_the_lock(
+    database: Database,
+    settings: Settings,
+    reader: HopperReader,
+    chip_signer: Signer,
+    after: bool,
+    expected: ChipCompletion,
+) -> None:
+    """Killed with the record committed: the chip still in the reader unlocked is locked on
+    resume; killed after the card locked (the hopper then ejected it): finished from the record."""
+    _, numbers = approved_cards(database, settings, 2, now=NOW)
+
+    def watch(number: int, command: bytes, answer: bytes | None) -> None:
+        if command[1] == _LOCK and command[0] & 0xF0 == 0x80 and (answer is not None) == after:
+            raise Crash
+
+    reader.watch = watch
+    with pytest.raises(Crash):
+        _bureau(database, reader, settings, chip_signer).run(2)
+    with database.transaction() as session:
+        pending = session.scalars(select(ChipPersonalization)).one()
+        assert pending.state is ChipRecordState.LOCK_PENDING
+        assert card(session, numbers[0]).status is CardStatus.APPROVED
+    reader.watch = None
+    results = _bureau(database, reader, settings, chip_signer).run(2)
+    assert [(r.card_number, r.resumed) for r in results] == [
+        (numbers[0], True),
+        (numbers[1], False),
+    ]
+    assert results[0].completion is expected
+    _check_outcome(database, reader, numbers)
+
+
+def test_crash_before_the_lifecycle_step_with_the_chip_still_in_the_reader(
+    database: Database, settings: Settings, tmp_path: Path, chip_signer: Signer
+) -> None:
+    """A reader without a hopper keeps the locked chip: resume opens it with the card's
+    access key, finds it locked, and finishes."""
+    _, numbers = approved_cards(database, settings, 1, now=NOW)
+    reader = HopperReader(BlankHopper(tmp_path / "hopper", TRANSPORT_KEY))
+    reader.hopper.take = lambda: reader.ejected[-1]  # type: ignore[method-assign]
+    calls = 0
+
+    def clock() -> datetime:
+        nonlocal calls
+        calls += 1
+        if calls == 2:  # the first call dates the chip, the second closes the record
+            raise Crash
+        return NOW
+
+    with pytest.raises(Crash):
+        _bureau(database, reader, settings, chip_signer, clock=clock).run(1)
+    assert reader.card.state is CardState.LOCKED
+    (result,) = _bureau(database, reader, settings, chip_signer).run(1)
+    assert result.completion is ChipCompletion.FOUND_LOCKED
+    assert result.resumed
+    _check_outcome(database, reader, numbers)
+
+
+def test_card_revoked_while_its_chip_is_written_is_voided(
+    database: Database, settings: Settings, reader: HopperReader, chip_signer: Signer
+) -> None:
+    staff, numbers = approved_cards(database, settings, 2, now=NOW)
+
+    def watch(number: int, command: bytes, answer: bytes | None) -> None:
+        if command[1] == _LOCK and command[0] & 0xF0 == 0x80 and answer is None:
+            raise Crash
+
+    reader.watch = watch
+    with pytest.raises(Crash):
+        _bureau(database, reader, settings, chip_signer).run(1)
+    reader.watch = None
+    with database.transaction() as session:
+        cards.revoke(
+            session,
+            staff.supervisor_in(session),
+            card(session, numbers[0]),
+            reason=Reason.DAMAGED,
+            now=NOW,
+        )
+    first, second = _bureau(database, reader, settings, chip_signer).run(2)
+    assert not first.personalized
+    assert second.card_number == numbers[1]
+    with database.transaction() as session:
+        assert audit_tags(session, numbers[0])[-1] == "card:chip:void"
+        assert card(session, numbers[0]).status is CardStatus.REVOKED
+
+
+def test_chip_that_does_not_hold_its_record_is_not_locked(
+    database: Database, settings: Settings, reader: HopperReader, chip_signer: Signer
+) -> None:
+    approved_cards(database, settings, 1, now=NOW)
+
+    def watch(number: int, command: bytes, answer: bytes | None) -> None:
+        if command[1] == _LOCK and command[0] & 0xF0 == 0x80 and answer is None:
+            raise Crash
+
+    reader.watch = watch
+    with pytest.raises(Crash):
+        _bureau(database, reader, settings, chip_signer).run(1)
+    reader.watch = None
+    # Someone swaps EF.SOD on the unlocked chip before the batch resumes.
+    reader.card._image.files[lds.FID_SOD][-1] ^= 0x01
+    with pytest.raises(ChipError, match="recorded security object"):
+        _bureau(database, reader, settings, chip_signer).run(1)
+    assert reader.card.state is CardState.PERSONALIZED
+
+
+def test_probe_tells_what_is_in_the_reader(tmp_path: Path) -> None:
+    reader = HopperReader(BlankHopper(tmp_path / "hopper", TRANSPORT_KEY))
+    station = ReaderStation(reader.connect, TRANSPORT_KEY)
+    probe = station.probe()
+    assert (probe.presence, probe.serial) == (ChipPresence.OPEN, "HOP-000001")
+
+
+def test_events_are_in_one_chain(
+    database: Database, settings: Settings, reader: HopperReader, chip_signer: Signer
+) -> None:
+    from cardsys import audit
+
+    approved_cards(database, settings, 2, now=NOW)
+    _bureau(database, reader, settings, chip_signer).run(2)
+    with database.transaction() as session:
+        audit.verify(session)
+        writes = session.scalar(
+            select(func.count()).select_from(AuditEvent).where(AuditEvent.tag == "card:chip:write")
+        )
+    assert writes == 2
