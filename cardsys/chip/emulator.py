@@ -228,11 +228,15 @@ class Card:
     def _save(self) -> None:
         data = json.dumps(self._image.to_json(), indent=1).encode("utf-8")
         temporary = self.path.with_name(f".{self.path.name}.{secrets.token_hex(4)}.tmp")
-        with open(temporary, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temporary, self.path)
+        try:
+            with open(temporary, "wb") as handle:
+                handle.write(data)
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.replace(temporary, self.path)
+        except OSError as exc:
+            temporary.unlink(missing_ok=True)
+            raise ChipError(f"cannot write card image {self.path}: {exc.strerror}") from None
 
     # --- what a reader and a test see ----------------------------------------------------
 
