@@ -11,6 +11,7 @@ loads on machines without it. Transport-level status words are handled here, as 
 
 from __future__ import annotations
 
+import contextlib
 from types import ModuleType
 from typing import Any
 
@@ -60,20 +61,32 @@ class PcscTransport:
         self.reader_name = str(chosen[0] if name is not None else readers[index])
         reader = chosen[0] if name is not None else readers[index]
         self._connection: Any = reader.createConnection()
+        self._closed = False
         try:
             self._connection.connect()
+            if self.atr == EMPTY_SLOT_ATR:
+                # pcscd keeps the ATR from the last power-up; a card put into an emulator slot
+                # since then only shows after a reset.
+                self._reset()
+            if self.atr == EMPTY_SLOT_ATR:
+                raise NoCardError(f"no card in reader {self.reader_name}")
         except exceptions.NoCardException:
+            self._release_quietly()
             raise NoCardError(f"no card in reader {self.reader_name}") from None
         except exceptions.CardConnectionException as exc:
+            self._release_quietly()
             raise ReaderError(f"cannot connect to {self.reader_name}: {exc}") from None
-        if self.atr == EMPTY_SLOT_ATR:
-            # pcscd keeps the ATR from the last power-up; a card put into an emulator slot
-            # since then only shows after a reset.
-            self._reset()
-        if self.atr == EMPTY_SLOT_ATR:
-            self._connection.disconnect()
-            raise NoCardError(f"no card in reader {self.reader_name}")
+        except ReaderError:
+            self._release_quietly()
+            raise
         self.apdu_count = 0
+
+    def _release_quietly(self) -> None:
+        # The PC/SC context must be released now, not whenever the garbage collector gets to
+        # pyscard's __del__ (by then pcscd may be gone and __del__ raises into random code).
+        self._closed = True
+        with contextlib.suppress(self._exceptions.CardConnectionException):
+            self._connection.release()
 
     def _reset(self) -> None:
         from smartcard.scard import SCARD_RESET_CARD
@@ -119,9 +132,12 @@ class PcscTransport:
         return bytes(data), int(sw1), int(sw2)
 
     def close(self) -> None:
-        """Disconnect from the card."""
+        """Disconnect from the card and release the PC/SC context (a second call does nothing)."""
+        if self._closed:
+            return
+        self._closed = True
         try:
-            self._connection.disconnect()
+            self._connection.release()
         except self._exceptions.CardConnectionException as exc:
             raise ReaderError(f"cannot disconnect from {self.reader_name}: {exc}") from None
 

@@ -18,8 +18,9 @@ in that slot answers the LOCK that ends its personalization, it is taken out (it
 stays where it is) and a fresh blank card from the hopper goes in, before the next APDU.
 
 Tests may watch the APDUs of a slot (`VpcdServer.observe`): the observer is called with the
-card and the command before the card processes it and again with the response before it is
-sent, so a test can kill a personalization process at a chosen APDU.
+card and the command before the card processes it (returning False there keeps the command
+from the card, which answers 6F00 instead) and again with the response before it is sent, so
+a test can kill a personalization process at a chosen APDU, on either side of the card.
 
 Only loopback addresses are accepted as the listening host: a card emulator is a test and
 bureau tool, never a network service.
@@ -57,9 +58,9 @@ _IO_TIMEOUT = 10.0
 
 log = logging.getLogger(__name__)
 
-#: Called with (card, command, None) before a card processes a command and with
-#: (card, command, response) before the response is sent.
-Observer = Callable[[Card, bytes, bytes | None], None]
+#: Called with (card, command, None) before a card processes a command (False: drop it) and
+#: with (card, command, response) before the response is sent.
+Observer = Callable[[Card, bytes, bytes | None], bool | None]
 
 
 class BlankHopper:
@@ -293,8 +294,8 @@ class VpcdServer:
 
     def _exchange(self, slot: _Slot, card: Card, payload: bytes) -> bytes:
         observer = slot.observer
-        if observer is not None:
-            observer(card, payload, None)
+        if observer is not None and observer(card, payload, None) is False:
+            return b"\x6f\x00"  # cut off on its way to the card
         was_locked = card.state is CardState.LOCKED
         answer = self._process(card, payload)
         hopper = slot.hopper
