@@ -66,6 +66,18 @@ class ReplayCache:
             heapq.heappush(self._heap, (expires, key))
             return True
 
+    def entries(self, now: int) -> list[tuple[bytes, int]]:
+        """The live entries (key, expiry), to keep them across restarts of a terminal."""
+        with self._lock:
+            self._purge(now)
+            return sorted(self._expiry.items(), key=lambda entry: entry[1])
+
+    def restore(self, entries: list[tuple[bytes, int]], now: int) -> None:
+        """Add saved entries back (expired ones are dropped, the capacity still holds)."""
+        for key, expires in entries:
+            if expires > now:
+                self.add(key, expires=expires, now=now)
+
     def _purge(self, now: int) -> None:
         heap, expiry = self._heap, self._expiry
         while heap and heap[0][0] <= now:
