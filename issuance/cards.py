@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -22,8 +22,11 @@ from cardsys.access import require_office, require_role
 from cardsys.config import Settings
 from cardsys.errors import (
     ActiveCardExistsError,
+    CardNotActiveError,
     ConflictError,
+    DuplicateError,
     IllegalTransitionError,
+    LimitExceededError,
     MakerCheckerError,
     NotFoundError,
     ReasonRequiredError,
@@ -31,7 +34,7 @@ from cardsys.errors import (
     ValidationError,
 )
 from cardsys.ids import CardNumber
-from cardsys.lifecycle import Action, CardKind, CardStatus, Reason, next_state
+from cardsys.lifecycle import TRANSITIONS, Action, CardKind, CardStatus, Reason, next_state
 from cardsys.models import Card, CardNumberCounter, Operator, Resident, Role
 
 #: Who may take each action (admin acts only through the system operator's jobs).
@@ -49,6 +52,9 @@ ACTION_ROLES: dict[Action, tuple[Role, ...]] = {
 }
 REPLACE_REASONS = frozenset({Reason.LOST, Reason.STOLEN, Reason.DAMAGED})
 OPEN_STATES = frozenset(s for s in CardStatus if not s.terminal)
+#: What a physical card's digital cards follow, in the same transaction (suspended, resumed,
+#: revoked and expired with it; replacement and renewal revoke the old card, so them too).
+CASCADE = frozenset({Action.SUSPEND, Action.RESUME, Action.REVOKE, Action.EXPIRE})
 
 #: Functions called after every status change inside the same transaction, e.g. to mark the
 #: card's status-list shard for republication. Registered once at import by those modules.
@@ -347,9 +353,68 @@ def expire_due(session: Session, actor: Operator, *, now: datetime, batch: int =
         if not due:
             return expired
         for card in due:
+            if (card.status, Action.EXPIRE) not in TRANSITIONS:
+                continue  # a digital card that already expired with its physical card
             _change(session, actor, card, Action.EXPIRE, now=now, scoped=False)
             expired.append(card.number)
         session.flush()
+
+
+def provision(
+    session: Session,
+    actor: Operator,
+    parent: Card,
+    *,
+    device_key: bytes,
+    device_thumbprint: str,
+    now: datetime,
+    settings: Settings,
+    details: dict[str, Any] | None = None,
+) -> Card:
+    """A new digital card for the holder of an ACTIVE physical card, bound to a phone's key.
+
+    Raises:
+        CardNotActiveError: the physical card is not active.
+        LimitExceededError: the resident already has `settings.max_devices` open digital cards
+            (a new device never silently replaces one).
+        DuplicateError: this device key is already bound to a card.
+    """
+    require_role(actor, *ACTION_ROLES[Action.PROVISION])
+    if actor.role is not Role.ADMIN:
+        require_office(actor, parent.resident.office_id)
+    # The parent's row lock queues concurrent provisionings for one resident (the count below).
+    session.execute(select(Card.id).where(Card.id == parent.id).with_for_update())
+    if parent.kind is not CardKind.PHYSICAL or parent.status is not CardStatus.ACTIVE:
+        raise CardNotActiveError(f"card {parent.number} is not an active physical card")
+    devices = session.scalar(
+        select(func.count()).select_from(Card).where(
+            Card.resident_id == parent.resident_id, Card.kind == CardKind.DIGITAL,
+            Card.status.in_(OPEN_STATES),
+        )
+    )
+    if (devices or 0) >= settings.max_devices:
+        raise LimitExceededError(
+            f"the holder already has {devices} digital cards (at most {settings.max_devices}): "
+            "revoke one first"
+        )
+    if session.scalar(select(Card.id).where(Card.device_thumbprint == device_thumbprint)):
+        raise DuplicateError("this device is already bound to a digital card")
+    card = Card(
+        number=str(allocate_number(session, settings.agency_prefix, parent.number[2:4])),
+        kind=CardKind.DIGITAL, resident=parent.resident, office_id=parent.office_id,
+        status=next_state(None, Action.PROVISION, kind=CardKind.DIGITAL),
+        maker_id=actor.id, parent_id=parent.id, created_at=now, status_changed_at=now,
+        issue_date=now.date(), expiry_date=parent.expiry_date,
+        device_key=device_key, device_thumbprint=device_thumbprint,
+    )
+    session.add(card)
+    session.flush()
+    assign_status_slot(card, settings)
+    _audit(session, actor, card, Action.PROVISION, now, None, None,
+           {"parent": parent.number, "thumbprint": device_thumbprint, **(details or {})})
+    for listener in status_listeners:
+        listener(session, card, now)
+    return card
 
 
 def allocate_number(session: Session, prefix: str, province: str) -> CardNumber:
@@ -420,7 +485,7 @@ def _change(
     require_role(actor, *(roles or ACTION_ROLES[action]))
     if scoped:
         require_office(actor, card.resident.office_id)
-    before = card.status
+    before, changed_before = card.status, card.status_changed_at
     card.status = next_state(before, action, kind=card.kind, reason=reason)
     card.status_changed_at = now
     if reason is not None:
@@ -428,6 +493,37 @@ def _change(
     _audit(session, actor, card, action, now, before, reason, details or {})
     for listener in status_listeners:
         listener(session, card, now)
+    if card.kind is CardKind.PHYSICAL and action in CASCADE:
+        _cascade(session, actor, card, action, now=now, reason=reason, since=changed_before)
+
+
+def _cascade(
+    session: Session,
+    actor: Operator,
+    parent: Card,
+    action: Action,
+    *,
+    now: datetime,
+    reason: Reason | None,
+    since: datetime,
+) -> None:
+    """Apply the parent's action to its digital cards, each with its own audit event.
+
+    A resume wakes only the digital cards suspended together with the parent (at `since`, the
+    parent's suspension); one the holder had suspended on its own stays suspended.
+    """
+    children = session.scalars(
+        select(Card).where(Card.parent_id == parent.id).order_by(Card.id)
+    ).all()
+    for child in children:
+        if (child.status, action) not in TRANSITIONS:
+            continue
+        if action is Action.RESUME and child.status_changed_at != since:
+            continue
+        _change(session, actor, child, action, now=now, reason=reason,
+                details={"cascade_from": parent.number}, roles=(actor.role,), scoped=False)
+        if action is Action.RESUME:
+            child.status_reason = None
 
 
 def _audit(

@@ -161,6 +161,8 @@ _MAX_SCHEMES: Final = 16
 #: 9999-12-31T23:59:59Z: the last NumericDate a datetime can hold.
 _MAX_TIME: Final = 253402300799
 _DIGITS: Final = frozenset("0123456789")
+#: A card number's last character: ISO 7064 MOD 37,36 (cardsys.ids), a digit or a letter.
+_CHECK_CHARS: Final = frozenset("0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ")
 _SCHEME_CHARS: Final = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-")
 
 
@@ -193,7 +195,8 @@ class Holder:
             and card[:2].isascii()
             and card[:2].isupper()
             and card[:2].isalpha()
-            and _DIGITS.issuperset(card[2:])
+            and _DIGITS.issuperset(card[2:13])
+            and card[13] in _CHECK_CHARS
         ):
             raise ValidationError("the holder's card number is malformed")
         if self.sex not in _SEXES:
