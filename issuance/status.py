@@ -235,12 +235,7 @@ def publish_dirty(
             published.append(
                 _publish_one(session, number, now=now, settings=settings, signer=signer)
             )
-            # Cleared only if nobody re-marked it while we built (then it goes out next time).
-            session.execute(
-                delete(StatusListDirty).where(
-                    StatusListDirty.list_number == number, StatusListDirty.marks == marks
-                )
-            )
+            _clear_mark(session, number, marks)
     if published:
         _write_index(db, settings)
     return published
@@ -266,13 +261,30 @@ def publish(
     published = []
     for number in sorted(n for n in numbers if n is not None):
         with db.transaction() as session:
+            # The same lock order as publish_dirty (mark, then publication): no deadlock.
+            marks = session.scalar(
+                select(StatusListDirty.marks)
+                .where(StatusListDirty.list_number == number)
+                .with_for_update()
+            )
             signer = signers(session, Purpose.STATUS_LIST, now)
             published.append(
                 _publish_one(session, number, now=now, settings=settings, signer=signer)
             )
+            if marks is not None:
+                _clear_mark(session, number, marks)
     if published:
         _write_index(db, settings)
     return published
+
+
+def _clear_mark(session: Session, number: int, marks: int) -> None:
+    # Cleared only if nobody re-marked it while we built (then it goes out next time).
+    session.execute(
+        delete(StatusListDirty).where(
+            StatusListDirty.list_number == number, StatusListDirty.marks == marks
+        )
+    )
 
 
 def published_token(session: Session, list_number: int) -> bytes | None:
