@@ -99,7 +99,7 @@ class Verdict:
     def accepted(cls, card: VerifiedCard) -> Verdict:
         unknown = card.status is StatusCheck.UNKNOWN
         status = " (status unknown: accepted by policy)" if unknown else ""
-        return cls(True, "valid", f"valid {card.evidence.value}{status}", card)
+        return cls(True, "valid", f"{card.evidence.value} verified{status}", card)
 
     @classmethod
     def refused(cls, error: VerificationError) -> Verdict:
