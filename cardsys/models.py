@@ -419,7 +419,7 @@ class ChipPersonalization(Base):
     operator_id: Mapped[int] = mapped_column(ForeignKey("operators.id"))
     finished_at: Mapped[datetime | None]
 
-    card: Mapped[Card] = relationship(lazy="joined")
+    card: Mapped[Card] = relationship(lazy="select")
 
     __table_args__ = (Index("ix_chip_personalizations_state", "state"),)
 

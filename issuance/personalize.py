@@ -15,11 +15,10 @@ the operator's office, in order, skipping none:
    writing was interrupted is simply re-used) and check that it answers INTERNAL
    AUTHENTICATE with the new key;
 3. RECORD, committed: chip serial, SOD hash, AA public key, the card's dates, state
-   "lock pending" (`ChipPersonalization`, unique per card and per chip serial) and an
-   audit event `card:chip:write`;
+   "lock pending" (`ChipPersonalization`, unique per card and per chip serial);
 4. LOCK the chip;
 5. finish the lifecycle step in one transaction: the record DONE, the card PERSONALIZED
-   (`issuance.cards.personalize`, with its audit event).
+   (`issuance.cards.personalize`, whose audit event names the chip serial and SOD hash).
 
 Resuming after a crash (a batch starts by finishing every "lock pending" record of its office):
 
@@ -41,7 +40,6 @@ record closed with an audit event `card:chip:void` and no lifecycle step.
 
 from __future__ import annotations
 
-import enum
 import hashlib
 import io
 import logging
@@ -49,29 +47,19 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, datetime
-from typing import Protocol
 
-from sqlalchemy import exists, select
-from sqlalchemy.orm import Session
+from sqlalchemy import exists, insert, select, update
+from sqlalchemy.orm import Session, selectinload
 
 from cardsys import audit
 from cardsys.access import require_role
 from cardsys.chip import perso
-from cardsys.chip.apdu import SW_SECURITY_STATUS_NOT_SATISFIED, Transport
 from cardsys.chip.bac import AccessKey
 from cardsys.chip.lds import ChipHolder
-from cardsys.chip.terminal import ChipSession
+from cardsys.chip.station import ChipPresence, ChipStation, Probe, ReaderStation
 from cardsys.config import Settings
 from cardsys.db import Database
-from cardsys.errors import (
-    AccessDeniedError,
-    ApduError,
-    ChipError,
-    DuplicateError,
-    NoCardError,
-    ReaderError,
-    ValidationError,
-)
+from cardsys.errors import ChipError, ConflictError, DuplicateError, ReaderError, ValidationError
 from cardsys.lifecycle import Action, CardKind, CardStatus
 from cardsys.models import (
     Card,
@@ -79,9 +67,27 @@ from cardsys.models import (
     ChipPersonalization,
     ChipRecordState,
     Operator,
+    Resident,
 )
 from cardsys.pki import Signer, usage_period
 from issuance import cards, operators
+
+__all__ = [
+    "PORTRAIT_LIMIT",
+    "BatchResult",
+    "Bureau",
+    "CardDates",
+    "ChipPresence",
+    "ChipStation",
+    "HolderTemplate",
+    "Probe",
+    "ReaderStation",
+    "SignerSource",
+    "card_dates",
+    "chip_holder",
+    "holder_template",
+    "portrait_jpeg",
+]
 
 log = logging.getLogger(__name__)
 
@@ -151,12 +157,44 @@ def portrait_jpeg(photo: bytes, *, limit: int = PORTRAIT_LIMIT) -> bytes:
     raise ValidationError(f"the photo cannot be reduced to a {limit}-byte JPEG")
 
 
-def chip_holder(card: Card, dates: CardDates, settings: Settings) -> ChipHolder:
-    """What the chip of `card` carries, from the database.
+@dataclass(frozen=True)
+class HolderTemplate:
+    """A card's chip data from the database, all but the dates (fixed when it is written)."""
 
-    Raises:
-        ValidationError: not a physical card, no photo, or no status-list slot.
-    """
+    card_number: str
+    surname: str
+    given_names: str
+    sex: str
+    birth_date: date
+    id_number: str
+    region: str
+    schemes: tuple[str, ...]
+    portrait: bytes
+    issuer: str
+    status_list: int
+    status_index: int
+
+    def holder(self, dates: CardDates) -> ChipHolder:
+        """The chip holder for a card written with these dates."""
+        return ChipHolder(
+            card_number=self.card_number,
+            surname=self.surname,
+            given_names=self.given_names,
+            sex=self.sex,
+            birth_date=self.birth_date,
+            expiry_date=dates.expiry,
+            id_number=self.id_number,
+            region=self.region,
+            schemes=self.schemes,
+            portrait=self.portrait,
+            issuer=self.issuer,
+            status_list=self.status_list,
+            status_index=self.status_index,
+        )
+
+
+def holder_template(card: Card, settings: Settings) -> HolderTemplate:
+    """What the chip of `card` carries, from the database (see `chip_holder`)."""
     if card.kind is not CardKind.PHYSICAL:
         raise ValidationError(f"card {card.number} is not a physical card")
     resident = card.resident
@@ -166,13 +204,12 @@ def chip_holder(card: Card, dates: CardDates, settings: Settings) -> ChipHolder:
         )
     if card.status_list is None or card.status_index is None:
         raise ValidationError(f"card {card.number} has no status-list slot")
-    return ChipHolder(
+    return HolderTemplate(
         card_number=card.number,
         surname=resident.surname,
         given_names=resident.given_names,
         sex=resident.sex.value,
         birth_date=resident.birth_date,
-        expiry_date=dates.expiry,
         id_number=resident.id_number,
         region=resident.region,
         schemes=tuple(resident.schemes.split()),
@@ -183,120 +220,13 @@ def chip_holder(card: Card, dates: CardDates, settings: Settings) -> ChipHolder:
     )
 
 
-# --- the reader ---------------------------------------------------------------------------------
+def chip_holder(card: Card, dates: CardDates, settings: Settings) -> ChipHolder:
+    """What the chip of `card` carries, from the database.
 
-
-class ChipPresence(enum.StrEnum):
-    """What a probe of the reader found."""
-
-    EMPTY = "empty"
-    OPEN = "open"  # a card that is not locked yet (blank or partly written)
-    LOCKED = "locked"
-
-
-@dataclass(frozen=True)
-class Probe:
-    """The reader's content: the chip serial when it is an unlocked chip."""
-
-    presence: ChipPresence
-    serial: str | None = None
-
-
-class ChipStation(Protocol):
-    """The reader of a personalization machine (see `ReaderStation`)."""
-
-    def probe(self) -> Probe:
-        """What is in the reader now."""
-        ...
-
-    def write(self, prepared: perso.Personalization, serial: str) -> None:
-        """Erase the unlocked chip `serial`, write `prepared` and check its AA key (no LOCK)."""
-        ...
-
-    def lock(self) -> None:
-        """LOCK the chip just written."""
-        ...
-
-    def check_and_lock(self, serial: str, *, sod_sha256: bytes, aa_public_key: bytes) -> None:
-        """LOCK the unlocked chip `serial` after checking it holds what was recorded."""
-        ...
-
-    def opens(self, access: AccessKey) -> str | None:
-        """The serial of the locked chip in the reader if `access` opens it, else None."""
-        ...
-
-
-class ReaderStation:
-    """A `ChipStation` over a reader: `connect` opens a fresh connection to its card.
-
-    Every step starts from a new connection, as the card in the reader may have been swapped
-    (a bureau machine ejects each locked card and feeds the next blank).
+    Raises:
+        ValidationError: not a physical card, no photo, or no status-list slot.
     """
-
-    def __init__(self, connect: Callable[[], Transport], transport_key: bytes) -> None:
-        if len(transport_key) != 16:
-            raise ValidationError("the bureau transport key is 16 bytes")
-        self._connect_to = connect
-        self._transport_key = bytes(transport_key)
-        self._transport: Transport | None = None
-        self._session: ChipSession | None = None
-
-    def _connect(self) -> Transport:
-        self.close()
-        self._transport = self._connect_to()
-        return self._transport
-
-    def close(self) -> None:
-        """Drop the current connection."""
-        transport, self._transport, self._session = self._transport, None, None
-        close = getattr(transport, "close", None)
-        if close is not None:
-            try:
-                close()
-            except ReaderError:
-                log.warning("could not disconnect from the reader cleanly")
-
-    def probe(self) -> Probe:
-        try:
-            transport = self._connect()
-        except NoCardError:
-            return Probe(ChipPresence.EMPTY)
-        try:
-            return Probe(ChipPresence.OPEN, perso.read_serial(transport))
-        except ApduError as exc:
-            if exc.sw == SW_SECURITY_STATUS_NOT_SATISFIED:
-                return Probe(ChipPresence.LOCKED)
-            raise ReaderError(f"the card in the reader is not a card of ours: {exc}") from None
-
-    def _open(self, serial: str) -> ChipSession:
-        transport = self._connect()
-        if perso.read_serial(transport) != serial:
-            raise ReaderError(f"the card in the reader is no longer chip {serial}")
-        return perso.open_bureau_session(transport, self._transport_key)
-
-    def write(self, prepared: perso.Personalization, serial: str) -> None:
-        session = self._open(serial)
-        perso.erase(session)
-        perso.write_files(session, prepared)
-        self._session = session
-
-    def lock(self) -> None:
-        if self._session is None:
-            raise ChipError("no chip was written on this connection")
-        perso.lock(self._session)
-        self._session = None
-
-    def check_and_lock(self, serial: str, *, sod_sha256: bytes, aa_public_key: bytes) -> None:
-        session = self._open(serial)
-        perso.check_written(session, sod_sha256=sod_sha256, aa_public_key_info=aa_public_key)
-        perso.lock(session)
-
-    def opens(self, access: AccessKey) -> str | None:
-        transport = self._connect()
-        try:
-            return ChipSession.open(transport, access.seed).serial()
-        except (AccessDeniedError, ApduError):
-            return None
+    return holder_template(card, settings).holder(dates)
 
 
 # --- the batch ----------------------------------------------------------------------------------
@@ -315,8 +245,37 @@ class BatchResult:
     personalized: bool = True
 
 
+@dataclass(frozen=True)
+class _Job:
+    """An approved card planned for this run, with its chip data or why it has none."""
+
+    card_id: int
+    number: str
+    office: str
+    template: HolderTemplate | None
+    problem: ValidationError | None
+
+
+@dataclass(frozen=True)
+class _Written:
+    """A recorded chip, as its record says."""
+
+    record_id: int
+    card_id: int
+    serial: str
+    sod_sha256: str
+    aa_public_key: bytes
+    written_at: datetime
+    dates: CardDates
+
+
 class Bureau:
-    """The batch of a personalization machine (steps and crash recovery: module docstring)."""
+    """The batch of a personalization machine (steps and crash recovery: module docstring).
+
+    A run plans its work in one read (the office's pending records, then the next approved
+    cards with their chip data) and then needs two commits per card: the record, and the
+    lifecycle step. The acting operator is checked when a run is planned.
+    """
 
     def __init__(
         self,
@@ -339,6 +298,7 @@ class Bureau:
         self._wait = wait
         self._sleep = sleep
         self._signer: Signer | None = None
+        self._operator: Operator | None = None
 
     def run(
         self, count: int, *, progress: Callable[[BatchResult], None] | None = None
@@ -350,61 +310,75 @@ class Bureau:
         if count > self._settings.batch_size:
             raise ValidationError(f"a batch has at most {self._settings.batch_size} cards")
         results: list[BatchResult] = []
-        while len(results) < count:
-            pending = self._pending_record()
-            if pending is not None:
-                result: BatchResult | None = self._resume(pending)
-            else:
-                card_id = self._next_card()
-                if card_id is None:
-                    break
-                result = self._personalize(card_id)
+
+        def done(result: BatchResult | None) -> None:
             if result is not None:
                 results.append(result)
                 if progress is not None:
                     progress(result)
+
+        while len(results) < count:
+            pending, jobs = self._plan(count - len(results))
+            if not pending and not jobs:
+                break
+            for record_id in pending:
+                done(self._resume(record_id))
+            for job in jobs:
+                if len(results) >= count:
+                    break
+                if job.problem is not None:
+                    raise job.problem
+                assert job.template is not None
+                done(self._personalize(job, job.template))
         return results
 
     # --- one card ----------------------------------------------------------------------------
 
-    def _personalize(self, card_id: int) -> BatchResult | None:
+    def _personalize(self, job: _Job, template: HolderTemplate) -> BatchResult | None:
         serial = self._blank_chip()
         now = self._clock()
-        with self._db.transaction() as session:
-            card = self._approved(session, card_id)
-            number = card.number
-            dates = card_dates(now, self._settings)
-            holder = chip_holder(card, dates, self._settings)
-            signer = self._signer_for(session, now)
-        prepared = perso.prepare(holder, signer, signing_time=now)
-        sod_sha256 = hashlib.sha256(prepared.sod).digest()
+        dates = card_dates(now, self._settings)
+        prepared = perso.prepare(template.holder(dates), self._signer_for(now), signing_time=now)
+        sod_sha256 = hashlib.sha256(prepared.sod).hexdigest()
         aa_public_key = prepared.aa_public_key_info
         self._station.write(prepared, serial)
         del prepared  # the AA private key is on the chip now; keep no reference to it
         try:
-            record_id = self._record(card_id, serial, sod_sha256, aa_public_key, now, dates)
+            written = self._record(job, serial, sod_sha256, aa_public_key, now, dates)
         except DuplicateError:
             # Another machine recorded this card first: our chip stays unlocked and unbound,
             # and is erased and re-used for the next card.
-            log.warning("card %s was recorded by another batch; chip %s re-used", number, serial)
+            log.warning(
+                "card %s was recorded by another batch; chip %s re-used", job.number, serial
+            )
             return None
-        if record_id is None:
+        if written is None:
             return None
         self._station.lock()
-        return self._finish(record_id, ChipCompletion.LOCKED, resumed=False)
+        return self._finish(written, ChipCompletion.LOCKED, resumed=False)
 
     def _resume(self, record_id: int) -> BatchResult:
         with self._db.transaction() as session:
             record = self._load_record(session, record_id)
-            serial, sod_hex = record.chip_serial, record.sod_sha256
-            aa_public_key = record.aa_public_key
+            written = _Written(
+                record.id,
+                record.card_id,
+                record.chip_serial,
+                record.sod_sha256,
+                record.aa_public_key,
+                record.written_at,
+                CardDates(record.issue_date, record.expiry_date),
+            )
             access = AccessKey(
                 record.card.number, record.card.resident.birth_date, record.expiry_date
             )
+        serial = written.serial
         probe = self._station.probe()
         if probe.presence is ChipPresence.OPEN and probe.serial == serial:
             self._station.check_and_lock(
-                serial, sod_sha256=bytes.fromhex(sod_hex), aa_public_key=aa_public_key
+                serial,
+                sod_sha256=bytes.fromhex(written.sod_sha256),
+                aa_public_key=written.aa_public_key,
             )
             completion = ChipCompletion.LOCKED
         elif probe.presence is ChipPresence.LOCKED and self._station.opens(access) == serial:
@@ -412,7 +386,7 @@ class Bureau:
         else:
             completion = ChipCompletion.FROM_RECORD
         log.info("resumed chip %s: %s", serial, completion.value)
-        return self._finish(record_id, completion, resumed=True)
+        return self._finish(written, completion, resumed=True)
 
     def _blank_chip(self) -> str:
         """The serial of an unlocked chip in the reader that no card is bound to (waiting up
@@ -421,7 +395,7 @@ class Bureau:
         while True:
             probe = self._station.probe()
             if probe.presence is ChipPresence.OPEN and probe.serial is not None:
-                bound = self._record_of_chip(probe.serial)
+                bound = self._record_of_chip(probe.serial) if probe.written else None
                 if bound is None:
                     return probe.serial
                 self._relock(bound)
@@ -447,39 +421,51 @@ class Bureau:
 
     # --- the database --------------------------------------------------------------------------
 
-    def _actor(self, session: Session) -> Operator:
-        return operators.get_operator(session, self._login)
-
-    def _pending_record(self) -> int | None:
+    def _plan(self, count: int) -> tuple[list[int], list[_Job]]:
+        """The office's pending records, then its next approved cards with their chip data."""
         with self._db.transaction() as session:
-            actor = self._actor(session)
-            return session.scalar(
-                select(ChipPersonalization.id)
-                .join(Card, Card.id == ChipPersonalization.card_id)
-                .where(
-                    ChipPersonalization.state == ChipRecordState.LOCK_PENDING,
-                    Card.office_id == actor.office_id,
-                )
-                .order_by(ChipPersonalization.id)
-                .limit(1)
-            )
-
-    def _next_card(self) -> int | None:
-        with self._db.transaction() as session:
-            actor = self._actor(session)
+            actor = operators.get_operator(session, self._login)
             require_role(actor, *cards.ACTION_ROLES[Action.PERSONALIZE])
+            self._operator = actor
+            pending = list(
+                session.scalars(
+                    select(ChipPersonalization.id)
+                    .join(Card, Card.id == ChipPersonalization.card_id)
+                    .where(
+                        ChipPersonalization.state == ChipRecordState.LOCK_PENDING,
+                        Card.office_id == actor.office_id,
+                    )
+                    .order_by(ChipPersonalization.id)
+                    .limit(count)
+                )
+            )
             recorded = exists().where(ChipPersonalization.card_id == Card.id)
-            return session.scalar(
-                select(Card.id)
+            approved = session.scalars(
+                select(Card)
                 .where(
                     Card.kind == CardKind.PHYSICAL,
                     Card.status == CardStatus.APPROVED,
                     Card.office_id == actor.office_id,
                     ~recorded,
                 )
+                .options(selectinload(Card.resident).selectinload(Resident.photo))
                 .order_by(Card.id)
-                .limit(1)
-            )
+                .limit(count - len(pending))
+            ).all()
+            return pending, [self._job(card) for card in approved]
+
+    def _job(self, card: Card) -> _Job:
+        try:
+            template, problem = holder_template(card, self._settings), None
+        except ValidationError as exc:
+            template, problem = None, exc
+        return _Job(card.id, card.number, card.office.code, template, problem)
+
+    def _actor(self, session: Session | None = None) -> Operator:
+        """The operator checked when the run was planned (merged into `session`, unloaded)."""
+        if self._operator is None:
+            raise ChipError("a batch run acts only after it was planned")
+        return self._operator if session is None else session.merge(self._operator, load=False)
 
     def _record_of_chip(self, serial: str) -> int | None:
         with self._db.transaction() as session:
@@ -494,13 +480,7 @@ class Bureau:
             raise ChipError(f"personalization record {record_id} vanished")
         return record
 
-    def _approved(self, session: Session, card_id: int) -> Card:
-        card = session.get(Card, card_id)
-        if card is None or card.status is not CardStatus.APPROVED:
-            raise ChipError(f"card {card_id} is no longer approved")
-        return card
-
-    def _signer_for(self, session: Session, now: datetime) -> Signer:
+    def _signer_for(self, now: datetime) -> Signer:
         """The active chip-document signer, looked up once and again only when `now` leaves
         its usage period (a lookup checks the certificate chain: too slow per card)."""
         signer = self._signer
@@ -508,75 +488,93 @@ class Bureau:
             period = usage_period(signer.certificate)
             if period is not None and period[0] <= now <= period[1]:
                 return signer
-        self._signer = self._signers(session, now)
+        with self._db.transaction() as session:
+            self._signer = self._signers(session, now)
         return self._signer
 
     def _record(
         self,
-        card_id: int,
+        job: _Job,
         serial: str,
-        sod_sha256: bytes,
+        sod_sha256: str,
         aa_public_key: bytes,
         now: datetime,
         dates: CardDates,
-    ) -> int | None:
-        """Commit the record of a written chip (None when the card is no longer approved)."""
+    ) -> _Written | None:
+        """Commit the record of a written chip (None when the card is no longer approved).
+
+        The record is the batch's journal, not yet a change of the card: its audit event is
+        the lifecycle step's (`card:status:personalize`, with chip serial and SOD hash), or
+        `card:chip:void`, written when the record is closed.
+        """
         with self._db.transaction() as session:
-            actor = self._actor(session)
-            card = session.get(Card, card_id, with_for_update=True)
-            if card is None or card.status is not CardStatus.APPROVED:
-                log.warning("card %s changed while its chip was written; chip %s re-used",
-                            card_id, serial)
+            status = session.scalar(
+                select(Card.status).where(Card.id == job.card_id).with_for_update()
+            )
+            if status is not CardStatus.APPROVED:
+                log.warning(
+                    "card %s changed while its chip was written; chip %s re-used",
+                    job.number,
+                    serial,
+                )
                 return None
-            record = ChipPersonalization(
-                card_id=card_id,
-                chip_serial=serial,
-                sod_sha256=sod_sha256.hex(),
-                aa_public_key=aa_public_key,
-                state=ChipRecordState.LOCK_PENDING,
-                completion=None,
-                written_at=now,
-                issue_date=dates.issue,
-                expiry_date=dates.expiry,
-                operator_id=actor.id,
-                finished_at=None,
+            record_id = session.scalar(
+                insert(ChipPersonalization)
+                .values(
+                    card_id=job.card_id,
+                    chip_serial=serial,
+                    sod_sha256=sod_sha256,
+                    aa_public_key=aa_public_key,
+                    state=ChipRecordState.LOCK_PENDING,
+                    completion=None,
+                    written_at=now,
+                    issue_date=dates.issue,
+                    expiry_date=dates.expiry,
+                    operator_id=self._actor().id,
+                    finished_at=None,
+                )
+                .returning(ChipPersonalization.id)
             )
-            session.add(record)
-            session.flush()
-            audit.record(
-                session, at=now, actor=actor.login, office=card.office.code,
-                tag="card:chip:write", subject=card.number,
-                details={"chip_serial": serial, "sod_sha256": sod_sha256.hex(),
-                         "expiry": dates.expiry.isoformat()},
-            )
-            return record.id
+        if record_id is None:
+            raise ChipError(f"the chip record of card {job.number} was not stored")
+        return _Written(record_id, job.card_id, serial, sod_sha256, aa_public_key, now, dates)
 
     def _finish(
-        self, record_id: int, completion: ChipCompletion, *, resumed: bool
+        self, written: _Written, completion: ChipCompletion, *, resumed: bool
     ) -> BatchResult:
         """Close the record and take the lifecycle step, in one transaction."""
         finished_at = self._clock()
         with self._db.transaction() as session:
             actor = self._actor(session)
-            record = self._load_record(session, record_id)
-            card = record.card
-            result = BatchResult(card.number, record.chip_serial, completion, resumed)
-            record.state, record.completion = ChipRecordState.DONE, completion
-            record.finished_at = finished_at
+            card = session.get(Card, written.card_id, with_for_update=True)
+            if card is None:
+                raise ChipError(f"card {written.card_id} vanished")
+            closed = session.scalar(
+                update(ChipPersonalization)
+                .where(
+                    ChipPersonalization.id == written.record_id,
+                    ChipPersonalization.state == ChipRecordState.LOCK_PENDING,
+                )
+                .values(state=ChipRecordState.DONE, completion=completion, finished_at=finished_at)
+                .returning(ChipPersonalization.id)
+            )
+            if closed is None:
+                raise ConflictError(f"the chip record of card {card.number} was already closed")
             if card.status is not CardStatus.APPROVED:
                 audit.record(
                     session, at=finished_at, actor=actor.login, office=card.office.code,
                     tag="card:chip:void", subject=card.number,
-                    details={"chip_serial": record.chip_serial, "card_status": card.status.value},
-                )
-                return BatchResult(card.number, record.chip_serial, completion, resumed, False)
-            chip = cards.ChipRecord(record.chip_serial, record.sod_sha256, record.aa_public_key)
+                    details={"chip_serial": written.serial, "card_status": card.status.value},
+                )  # fmt: skip
+                return BatchResult(card.number, written.serial, completion, resumed, False)
+            chip = cards.ChipRecord(written.serial, written.sod_sha256, written.aa_public_key)
             # The moment the chip was written fixes the card's dates (the same ones DG1 holds).
             cards.personalize(
-                session, actor, card, now=record.written_at, settings=self._settings, chip=chip
+                session, actor, card, now=written.written_at, settings=self._settings, chip=chip
             )
-            if (card.issue_date, card.expiry_date) != (record.issue_date, record.expiry_date):
+            dates = written.dates
+            if (card.issue_date, card.expiry_date) != (dates.issue, dates.expiry):
                 # Only when card_validity_years changed between writing and a resume: the
                 # locked chip is what the holder carries, so its dates win.
-                card.issue_date, card.expiry_date = record.issue_date, record.expiry_date
-            return result
+                card.issue_date, card.expiry_date = dates.issue, dates.expiry
+            return BatchResult(card.number, written.serial, completion, resumed)

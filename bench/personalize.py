@@ -1,0 +1,174 @@
+"""How many cards per second the bureau batch personalizes without the PC/SC write, against the
+bare primitives it cannot avoid.
+
+Batch: `issuance.personalize.Bureau.run` over approved cards in a SQLite instance, with a
+reader that accepts every write at once (no APDUs): holder data from the database (portrait
+already a chip-sized JPEG, as a typical enrolment photo of 8-14 KB is), a fresh P-256 AA key,
+the SOD (CMS SignedData) signed by the chip-document signer, the record committed before the
+lock, and the lifecycle step with its audit events committed after it.
+
+Primitives, on the same data in the same run: per card one P-256 key generation, one CMS
+signature (`build_sod` over a card's data groups, same signer) and one row inserted and
+committed through the same `Database`. Batch and primitive rounds alternate and the fastest
+of each is kept, so a busy machine affects both alike.
+
+    .venv/bin/python bench/personalize.py [N]
+
+Last line: `personalize: N cards/s, ratio R to the primitives` (target R >= 0.5).
+"""
+
+from __future__ import annotations
+
+import io
+import random
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from cryptography.hazmat.primitives.asymmetric import ec  # noqa: E402
+from PIL import Image, ImageDraw  # noqa: E402
+from sqlalchemy import Column, Integer, LargeBinary, MetaData, String, Table  # noqa: E402
+
+from cardsys.chip import aa, lds, sod  # noqa: E402
+from cardsys.chip.perso import Personalization  # noqa: E402
+from cardsys.db import Database  # noqa: E402
+from cardsys.pki import Purpose, Signer  # noqa: E402
+from issuance import cards, residents  # noqa: E402
+from cardsys.chip.station import ChipPresence, Probe  # noqa: E402
+from issuance.personalize import Bureau  # noqa: E402
+from keys.ephemeral import ephemeral_pki  # noqa: E402
+from tests.factories import make_office, make_resident  # noqa: E402
+from tests.fixtures.pcsc import bureau_settings, sample_holder  # noqa: E402
+
+NOW = datetime(2030, 3, 1, 9, 0, tzinfo=UTC)
+ROUNDS = 5
+
+
+class NullStation:
+    """A reader whose every chip is blank and takes any write at once (no PC/SC)."""
+
+    def __init__(self) -> None:
+        self.serial = 0
+
+    def probe(self) -> Probe:
+        return Probe(ChipPresence.OPEN, f"NULL-{self.serial:08d}")
+
+    def write(self, prepared: Personalization, serial: str) -> None:
+        assert prepared.files and serial
+
+    def lock(self) -> None:
+        self.serial += 1
+
+    def check_and_lock(self, serial: str, *, sod_sha256: bytes, aa_public_key: bytes) -> None:
+        raise AssertionError("nothing to resume in a benchmark")
+
+    def opens(self, access: object) -> str | None:
+        raise AssertionError("nothing to resume in a benchmark")
+
+
+def portrait(seed: int) -> bytes:
+    """A head-and-shoulders-like picture (smooth areas, a few edges), JPEG of ~10 KB."""
+    rng = random.Random(seed)
+    image = Image.new("RGB", (360, 480), tuple(rng.randrange(150, 230) for _ in range(3)))
+    draw = ImageDraw.Draw(image)
+    draw.ellipse((110, 70, 250, 250), fill=tuple(rng.randrange(160, 220) for _ in range(3)))
+    draw.rectangle((60, 260, 300, 480), fill=tuple(rng.randrange(20, 120) for _ in range(3)))
+    pixels = image.load()
+    assert pixels is not None
+    for _ in range(600):
+        x, y = rng.randrange(360), rng.randrange(480)
+        pixels[x, y] = tuple(rng.randrange(256) for _ in range(3))
+    out = io.BytesIO()
+    image.save(out, "JPEG", quality=80)
+    return out.getvalue()
+
+
+def setup(directory: Path, count: int) -> tuple[Database, object]:
+    settings = bureau_settings(directory, batch_size=max(count, 100))
+    database = Database.from_settings(settings)
+    with database.transaction() as session:
+        staff = make_office(session, now=NOW)
+        clerk, boss = staff.clerk_in(session), staff.supervisor_in(session)
+        for sequence in range(1, count + 1):
+            holder = make_resident(session, clerk, sequence, now=NOW)
+            holder.photo = residents.store_photo(session, portrait(sequence))
+            card = cards.apply(session, clerk, holder, now=NOW, settings=settings)
+            cards.approve(session, boss, card, now=NOW)
+    return database, settings
+
+
+def batch_round(directory: Path, count: int, signer: Signer) -> float:
+    database, settings = setup(directory, count)
+    bureau = Bureau(
+        database,
+        NullStation(),
+        operator="off-a.clerk",
+        settings=settings,  # type: ignore[arg-type]
+        signers=lambda session, now: signer,
+        clock=lambda: NOW,
+        wait=0,
+    )
+    start = time.perf_counter()
+    done = bureau.run(count)
+    elapsed = time.perf_counter() - start
+    assert len(done) == count
+    database.dispose()
+    return elapsed
+
+
+def primitives_round(directory: Path, count: int, signer: Signer) -> float:
+    database, _ = setup(directory, 1)
+    rows = Table(
+        "bench_rows",
+        MetaData(),
+        Column("id", Integer, primary_key=True),
+        Column("serial", String(32)),
+        Column("sod_sha256", String(64)),
+        Column("aa_public_key", LargeBinary),
+    )
+    rows.create(database.engine)
+    template = sample_holder(portrait_size=len(portrait(1)))
+    start = time.perf_counter()
+    for number in range(count):
+        key = ec.generate_private_key(ec.SECP256R1())
+        dgs = lds.build_data_groups(template, key.public_key())
+        document = sod.build_sod(dgs, signer, signing_time=NOW)
+        with database.transaction() as session:
+            session.execute(
+                rows.insert().values(
+                    serial=f"P-{number}",
+                    sod_sha256=document[:32].hex(),
+                    aa_public_key=aa.public_key_info(key.public_key()),
+                )
+            )
+    elapsed = time.perf_counter() - start
+    database.dispose()
+    return elapsed
+
+
+def main() -> None:
+    count = int(sys.argv[1]) if len(sys.argv) > 1 else 200
+    signer = ephemeral_pki(NOW - timedelta(days=1)).signers[Purpose.CHIP_DOCUMENT]
+    batch, primitives = [], []
+    with tempfile.TemporaryDirectory(prefix="bench-personalize-") as temporary:
+        for round_number in range(ROUNDS):
+            base = Path(temporary) / str(round_number)
+            batch.append(batch_round(base / "batch", count, signer))
+            primitives.append(primitives_round(base / "primitives", count, signer))
+            print(
+                f"round {round_number + 1}: batch {count / batch[-1]:.0f} cards/s, "
+                f"primitives {count / primitives[-1]:.0f} /s",
+                flush=True,
+            )
+    rate = count / min(batch)
+    limit = count / min(primitives)
+    print(f"portrait {len(portrait(1))} bytes, {count} cards a round, best of {ROUNDS}")
+    print(f"personalize: {rate:.0f} cards/s, ratio {rate / limit:.2f} to the primitives")
+
+
+if __name__ == "__main__":
+    main()
