@@ -98,7 +98,7 @@ class ProvisionRequest:
     card_number: str
     birth_date: date
     #: Uncompressed P-256 point: 0x04 || x || y (65 bytes).
-    device_public_key: bytes = b""
+    device_public_key: bytes
 
     def __repr__(self) -> str:  # never the code
         return f"ProvisionRequest(card_number={self.card_number!r})"

@@ -38,14 +38,15 @@ from datetime import UTC, datetime
 from typing import Final
 
 from cardsys.errors import (
-    CardsysError,
     DecodeError,
     ExpiredError,
+    FormatError,
     HolderBindingError,
     NotYetValidError,
     ReplayedError,
     SignatureError,
     StaleProofError,
+    ValidationError,
     VerificationError,
 )
 from cardsys.formats import qrtext
@@ -86,6 +87,8 @@ def verify_qr(
     Raises:
         VerificationError: the subclass naming the first failed check.
     """
+    if now.tzinfo is None:
+        raise ValidationError("now must be a timezone-aware datetime")
     now_ts = int(now.timestamp())
     try:
         prefix, body = qrtext.decode(text, prefixes=PREFIXES, max_body=MAX_PRESENTATION)
@@ -110,9 +113,10 @@ def check_qr(
         return Verdict.accepted(verify_qr(text, trust, now=now, replay=replay, nonce=nonce))
     except VerificationError as exc:
         return Verdict.refused(exc)
-    except CardsysError as exc:
+    except FormatError as exc:
         # Every failure should already be a VerificationError; if a format error slipped
-        # through, the card is still refused, as malformed.
+        # through, the card is still refused, as malformed. (A caller's bug, such as a naive
+        # `now`, is not bad input: it propagates.)
         return Verdict.refused(bad_encoding(DecodeError(str(exc)), "QR code"))
 
 

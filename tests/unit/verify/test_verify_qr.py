@@ -26,6 +26,7 @@ from cardsys.errors import (
     SuspendedError,
     UnknownKeyError,
     UntrustedSignerError,
+    ValidationError,
     VerificationError,
     WrongPurposeError,
 )
@@ -493,3 +494,11 @@ def test_a_full_replay_cache_fails_closed(wallet: Wallet, store: TrustStore) -> 
     with pytest.raises(ReplayedError, match="full"):
         verify_qr(wallet.presentation(NOW + timedelta(seconds=1)), store, now=LATER,
                   replay=cache)
+
+
+def test_a_naive_now_is_a_callers_bug_not_a_verdict(wallet: Wallet, store: TrustStore) -> None:
+    naive = NOW.replace(tzinfo=None)
+    with pytest.raises(ValidationError, match="timezone"):
+        verify_qr(wallet.presentation(NOW), store, now=naive)
+    with pytest.raises(ValidationError, match="timezone"):
+        check_qr(wallet.presentation(NOW), store, now=naive)
