@@ -23,4 +23,4 @@ def require_office(actor: Operator, office_id: int) -> None:
     Another office's data is reported as not found, so its existence does not leak.
     """
     if actor.office_id != office_id:
-        raise NotFoundError("no such record in your office")
+        raise NotFoundError("not found in your office")

@@ -19,7 +19,7 @@ import hashlib
 import json
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import select
@@ -70,6 +70,7 @@ def record(
         tag: `source:subject:action`, e.g. `card:status:revoke`.
         details: JSON values only (no floats: they do not round-trip exactly).
     """
+    at = at.astimezone(UTC)  # the database gives UTC back; hash what it will give
     if tag.count(":") != 2:
         raise ValueError(f"audit tag {tag!r} must have the form source:subject:action")
     clean = _json_only(dict(details or {}))
@@ -139,9 +140,17 @@ def verify(session: Session, *, batch: int = 5000) -> ChainReport:
         expected_seq, prev_hash, count = expected_seq + 1, event.hash, count + 1
     head = session.get(AuditHead, _HEAD_ID)
     head_seq, head_hash = (head.seq, head.hash) if head else (0, GENESIS)
-    if head_seq != count or head_hash != prev_hash:
+    if head_seq > count:
         raise AuditChainError(
             f"audit events after {count} are missing: the chain head records {head_seq}"
+        )
+    if head_seq < count:
+        raise AuditChainError(
+            f"audit events after {head_seq} were added outside the chain head (found {count})"
+        )
+    if head_hash != prev_hash:
+        raise AuditChainError(
+            f"audit event {count} was altered: the chain head records another hash"
         )
     return ChainReport(events=count, head_seq=head_seq, head_hash=head_hash)
 

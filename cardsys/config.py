@@ -173,9 +173,11 @@ def _convert(name: str, value: Any, source: str) -> Any:
     kind = {f.name: f.type for f in fields(Settings)}[name]
     try:
         if kind == "Path":
-            return Path(str(value))
+            if not isinstance(value, str | Path):
+                raise ValueError(value)
+            return Path(value)
         if kind == "int":
-            if isinstance(value, bool):
+            if isinstance(value, bool | float) or not isinstance(value, int | str):
                 raise ValueError(value)
             return int(value)
         if kind == "bool":
@@ -191,7 +193,9 @@ def _convert(name: str, value: Any, source: str) -> Any:
             return KeyStoreKind(str(value))
         if kind == "UnknownStatusPolicy":
             return UnknownStatusPolicy(str(value))
-        return str(value)
+        if not isinstance(value, str):
+            raise ValueError(value)
+        return value
     except ValueError as exc:
         raise ConfigError(f"setting {name} from {source}: {value!r} is not a valid {kind}") from exc
 

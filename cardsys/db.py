@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.orm.exc import StaleDataError
 
 from cardsys.config import Settings
-from cardsys.errors import ConflictError, DuplicateError
+from cardsys.errors import ConflictError, DatabaseUnavailableError, DuplicateError
 
 MIGRATIONS = Path(__file__).resolve().parent.parent / "migrations"
 
@@ -89,7 +89,11 @@ class Database:
             session.rollback()
             if _is_serialization_failure(exc):
                 raise ConflictError("a concurrent transaction won; try again") from exc
-            raise
+            raise DatabaseUnavailableError(
+                f"database {self.engine.url.render_as_string(hide_password=True)} is unavailable "
+                f"or not initialised ({_first_line(exc.orig)}); run `cardsys init` or "
+                "`cardsys db upgrade`"
+            ) from exc
         except BaseException:
             session.rollback()
             raise
@@ -105,6 +109,10 @@ def _integrity_message(exc: IntegrityError) -> str:
     if "uq_cards_one_active_physical" in text or "cards.resident_id" in text:
         return "the resident already has an active physical card"
     return "a record with the same unique key already exists"
+
+
+def _first_line(error: object) -> str:
+    return str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
 
 
 def _is_serialization_failure(exc: DBAPIError) -> bool:

@@ -42,6 +42,12 @@ class InvalidCardNumberError(ValidationError):
     code = "invalid_card_number"
 
 
+class DatabaseUnavailableError(ConfigError):
+    """The database cannot be opened, or has no schema yet (`cardsys init` / `db upgrade`)."""
+
+    code = "database_unavailable"
+
+
 class NotFoundError(CardsysError):
     """The named resident, card, office, operator or key does not exist (or is out of scope)."""
 

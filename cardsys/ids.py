@@ -5,9 +5,11 @@ and a check character per ISO 7064 MOD 11-2 (`0`-`9` or `X`). The region and bir
 ones registered at birth; the resident's current region is stored separately.
 
 Card number (14 characters): the agency prefix (2 letters), the 2-digit province of the region,
-a 9-digit serial allocated without gaps per (prefix, province), and a check digit computed with
-the 7-3-1 weighting of ICAO Doc 9303 Part 3 §4.9, so the number enters a card's machine-readable
-access data unchanged. Example: `SS11000000001` + check digit.
+a 9-digit serial allocated without gaps per (prefix, province), and a check character per
+ISO 7064 MOD 37,36 (hybrid system, `0`-`9` or `A`-`Z`), which catches every single substituted
+character and every swap of neighbours. (Doc 9303's 7-3-1 check digit was the first choice but
+cannot tell letters ten apart, such as `IS` from `SS`; the chip's access key computes its own
+Doc 9303 check digit over the whole number.) Example: `SS110000000001` + check character.
 """
 
 from __future__ import annotations
@@ -26,6 +28,8 @@ _ID_PATTERN = re.compile(r"[0-9]{17}[0-9X]")
 
 def mod11_2_check(body: str) -> str:
     """The ISO 7064 MOD 11-2 check character for 17 digits."""
+    if not (len(body) == 17 and body.isascii() and body.isdigit()):
+        raise InvalidIdNumberError(f"{body!r}: MOD 11-2 here takes exactly 17 digits")
     total = sum(int(c) * w for c, w in zip(body, _MOD11_2_WEIGHTS, strict=True))
     return _MOD11_2_CHARS[(12 - total % 11) % 11]
 
@@ -61,6 +65,10 @@ class ResidentId:
     @classmethod
     def build(cls, region: str, birth_date: date, sequence: int) -> ResidentId:
         """Compose a valid number (for enrolment tools and tests)."""
+        if not (len(region) == 6 and region.isascii() and region.isdigit()):
+            raise InvalidIdNumberError(f"region {region!r} must be 6 digits")
+        if not 0 <= sequence <= 999:
+            raise InvalidIdNumberError(f"sequence {sequence} outside 0..999")
         body = f"{region}{birth_date:%Y%m%d}{sequence:03d}"
         return cls(body + mod11_2_check(body))
 
@@ -77,20 +85,23 @@ class ResidentId:
         return self.value
 
 
-# ICAO Doc 9303 Part 3 §4.9: digits keep their value, A-Z are 10-35, '<' is 0; weights 7, 3, 1.
-_ICAO_VALUES = {c: i for i, c in enumerate("0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ")} | {"<": 0}
-_CARD_PATTERN = re.compile(r"[A-Z]{2}[0-9]{2}[0-9]{9}[0-9]")
+_ALPHANUMERIC = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+_VALUES = {c: i for i, c in enumerate(_ALPHANUMERIC)}
+_CARD_PATTERN = re.compile(r"[A-Z]{2}[0-9]{2}[0-9]{9}[0-9A-Z]")
 SERIAL_DIGITS = 9
 MAX_SERIAL = 10**SERIAL_DIGITS - 1
 
 
-def icao_check_digit(text: str) -> str:
-    """The Doc 9303 check digit (7-3-1 weights) of digits, capital letters and '<'."""
-    try:
-        total = sum(_ICAO_VALUES[c] * (7, 3, 1)[i % 3] for i, c in enumerate(text))
-    except KeyError as exc:
-        raise InvalidCardNumberError(f"{text!r} has a character outside 0-9, A-Z, <") from exc
-    return str(total % 10)
+def mod37_36_check(body: str) -> str:
+    """The ISO 7064 MOD 37,36 check character of digits and capital letters."""
+    product = 36
+    for char in body:
+        value = _VALUES.get(char)
+        if value is None:
+            raise InvalidCardNumberError(f"{body!r} has a character outside 0-9, A-Z")
+        total = (product + value) % 36 or 36
+        product = (total * 2) % 37
+    return _ALPHANUMERIC[(37 - product) % 36]
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,10 +114,10 @@ class CardNumber:
         text = self.value
         if not isinstance(text, str) or not _CARD_PATTERN.fullmatch(text):
             raise InvalidCardNumberError(
-                f"card number {text!r} must be 2 letters, 2 + 9 digits and a check digit"
+                f"card number {text!r} must be 2 letters, 11 digits and a check character"
             )
-        if icao_check_digit(text[:-1]) != text[-1]:
-            raise InvalidCardNumberError(f"card number {text}: wrong check digit")
+        if mod37_36_check(text[:-1]) != text[-1]:
+            raise InvalidCardNumberError(f"card number {text}: wrong check character")
 
     @classmethod
     def parse(cls, text: str) -> CardNumber:
@@ -118,7 +129,7 @@ class CardNumber:
         if not 0 < serial <= MAX_SERIAL:
             raise InvalidCardNumberError(f"card serial {serial} outside 1..{MAX_SERIAL}")
         body = f"{prefix}{province}{serial:0{SERIAL_DIGITS}d}"
-        return cls(body + icao_check_digit(body))
+        return cls(body + mod37_36_check(body))
 
     @property
     def prefix(self) -> str:

@@ -3,7 +3,7 @@
 ```
 (new) --apply--> applied --approve--> approved --personalize--> personalized --hand_over--> issued
 issued --activate--> active --suspend--> suspended --resume--> active
-any non-terminal --revoke--> revoked            active/issued --expire--> expired
+any non-terminal --revoke--> revoked            issued/active/suspended --expire--> expired
 (new) --provision--> active                     (digital cards, bound to a phone)
 ```
 
@@ -81,6 +81,9 @@ TRANSITIONS: Mapping[tuple[CardStatus | None, Action], CardStatus] = {
     (CardStatus.SUSPENDED, Action.RESUME): CardStatus.ACTIVE,
     (CardStatus.ISSUED, Action.EXPIRE): CardStatus.EXPIRED,
     (CardStatus.ACTIVE, Action.EXPIRE): CardStatus.EXPIRED,
+    # DESIGN.md names issued and active; a suspended card past its date expires as well,
+    # or it would stay "suspended" for ever.
+    (CardStatus.SUSPENDED, Action.EXPIRE): CardStatus.EXPIRED,
     **{
         (state, Action.REVOKE): CardStatus.REVOKED
         for state in CardStatus

@@ -79,7 +79,7 @@ def get(session: Session, actor: Operator, number: str, *, for_update: bool = Fa
         query = query.with_for_update()
     card = session.scalar(query)
     if card is None:
-        raise NotFoundError(f"no card {parsed} in your office")
+        raise NotFoundError("not found in your office")
     if actor.role is not Role.ADMIN:
         require_office(actor, card.resident.office_id)
     return card
@@ -283,6 +283,10 @@ def revoke(
     expected_version: int | None = None,
 ) -> Card:
     _check_version(card, expected_version)
+    if reason is Reason.SUPERSEDED:
+        raise ReasonRequiredError(
+            "superseded is set by replace and renewal, not given by hand: use replace or renew"
+        )
     _change(session, actor, card, Action.REVOKE, now=now, reason=reason)
     if reason is Reason.DECEASED:
         card.resident.deceased = True
@@ -317,10 +321,17 @@ def replace(
 
 
 def renew(
-    session: Session, actor: Operator, card: Card, *, now: datetime, settings: Settings
+    session: Session,
+    actor: Operator,
+    card: Card,
+    *,
+    now: datetime,
+    settings: Settings,
+    expected_version: int | None = None,
 ) -> Card:
     """Apply for the successor of a card that has not expired; it stays active until the
     successor is activated."""
+    _check_version(card, expected_version)
     require_role(actor, *ACTION_ROLES[Action.APPLY])
     require_office(actor, card.resident.office_id)
     if card.kind is not CardKind.PHYSICAL or card.status not in (
@@ -339,13 +350,13 @@ def renew(
 
 
 def expire_due(session: Session, actor: Operator, *, now: datetime, batch: int = 1000) -> list[str]:
-    """Expire issued and active cards past their expiry date; returns their numbers."""
+    """Expire issued, active and suspended cards past their expiry date; returns their numbers."""
     require_role(actor, *ACTION_ROLES[Action.EXPIRE])
     expired: list[str] = []
     while True:
         due = session.scalars(
             select(Card)
-            .where(Card.status.in_((CardStatus.ISSUED, CardStatus.ACTIVE)))
+            .where(Card.status.in_((CardStatus.ISSUED, CardStatus.ACTIVE, CardStatus.SUSPENDED)))
             .where(Card.expiry_date < now.date())
             .order_by(Card.id)
             .limit(batch)

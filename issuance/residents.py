@@ -79,9 +79,11 @@ def enrol(
         )
     )
     if twin is not None and not confirm_distinct:
+        # Another office's register is not shown to this clerk: only that a match exists.
+        which = twin.id_number if twin.office_id == actor.office_id else "a resident elsewhere"
         raise PossibleDuplicateError(
-            f"possible duplicate of resident {twin.id_number} (same name, birth date and "
-            "region); check the documents and confirm to enrol for review"
+            f"possible duplicate of {which} (same name, birth date and region); check the "
+            "documents and confirm to enrol for review"
         )
     photo = store_photo(session, enrolment.photo) if enrolment.photo is not None else None
     resident = Resident(
@@ -141,7 +143,7 @@ def get(session: Session, actor: Operator, id_number: str) -> Resident:
     number = str(ResidentId.parse(id_number))
     resident = session.scalar(select(Resident).where(Resident.id_number == number))
     if resident is None:
-        raise NotFoundError(f"no resident {number} in your office")
+        raise NotFoundError("not found in your office")
     require_office(actor, resident.office_id)
     return resident
 

@@ -57,7 +57,7 @@ def test_a_full_card_life(database: Database, settings: Settings, staff: Staff) 
         first = cards.apply(s, staff.clerk_in(s), holder, now=NOW, settings=settings)
         number1, holder_id = first.number, holder.id_number
     # The first card of province 11 (the resident's region 110101) with agency prefix SS.
-    assert number1 == str(CardNumber.build("SS", "11", 1)) == "SS110000000015"
+    assert number1 == str(CardNumber.build("SS", "11", 1)) == "SS110000000017"
 
     with database.transaction() as s:
         card = f.card(s, number1)
@@ -205,13 +205,15 @@ def test_the_expiry_job(database: Database, settings: Settings, staff: Staff) ->
     with database.transaction() as s:
         expired = cards.expire_due(s, f.system(s), now=f.at_day(expiry + timedelta(days=1)),
                                    batch=1)
-    assert sorted(expired) == sorted([numbers[CardStatus.ISSUED], numbers[CardStatus.ACTIVE]])
+    assert sorted(expired) == sorted(
+        [numbers[CardStatus.ISSUED], numbers[CardStatus.ACTIVE], numbers[CardStatus.SUSPENDED]]
+    )
     with database.transaction() as s:
         after = {status: f.card(s, number).status for status, number in numbers.items()}
         assert after == {
             CardStatus.ISSUED: CardStatus.EXPIRED,
             CardStatus.ACTIVE: CardStatus.EXPIRED,
-            CardStatus.SUSPENDED: CardStatus.SUSPENDED,
+            CardStatus.SUSPENDED: CardStatus.EXPIRED,
             CardStatus.APPROVED: CardStatus.APPROVED,
             CardStatus.REVOKED: CardStatus.REVOKED,
         }
