@@ -28,8 +28,7 @@ from cardsys.chip.pcsc import PcscTransport
 from cardsys.chip.vpcd import BlankHopper
 from cardsys.config import Settings
 from cardsys.db import Database
-from cardsys.errors import ChipCloneError, RevokedError
-from cardsys.formats.statuslist import Status, StatusList, sign_status_list
+from cardsys.errors import ChipCloneError, RevokedError, SuspendedError
 from cardsys.formats.trustlist import parse_trust_list
 from cardsys.lifecycle import CardStatus, Reason
 from cardsys.models import ChipCompletion, ChipPersonalization, ChipRecordState
@@ -109,33 +108,44 @@ def instance(pcsc_stack: PcscStack, tmp_path: Path) -> Iterator[Instance]:
     database.dispose()
 
 
-def _terminal(instance: Instance, revoked: tuple[str, ...] = ()) -> TrustStore:
-    """The terminal's trust: the exported trust list and a fresh status list from the store."""
-    now = instance.now
-    statuses = StatusList(LIST_SIZE)
-    with instance.store() as store, instance.database.transaction() as session:
-        for number in revoked:
-            row = card(session, number)
-            assert row.status_index is not None
-            statuses.set(row.status_index, Status.REVOKED)
-        signer = ceremony.active_signer(session, store, Purpose.STATUS_LIST, now)
-        token = sign_status_list(
-            statuses,
-            uri="https://cardsys.test/status/0",
-            iat=now - timedelta(minutes=1),
-            exp=now + timedelta(days=1),
-            ttl=timedelta(hours=1),
-            sign=signer.sign,
-            alg=signer.algorithm,
-            kid=signer.kid,
-        )
+def _terminal(instance: Instance) -> TrustStore:
+    """The terminal's trust: the exported trust list and the status list as the issuing side
+    publishes it now (`issuance.status`: only ACTIVE cards are valid)."""
     from cryptography import x509
 
+    from issuance import status
+
+    with instance.store() as store:
+        status.publish(
+            instance.database,
+            now=instance.now,
+            settings=instance.settings,
+            signers=lambda session, purpose, now: ceremony.active_signer(
+                session, store, purpose, now
+            ),
+            lists=[0],
+        )
+    with instance.database.transaction() as session:
+        token = status.published_token(session, 0)
+    assert token is not None
     root = x509.load_pem_x509_certificate(instance.root_pem)
     parsed = parse_trust_list(
-        instance.trust_list, root=root, now=now, previous_sequence=None, grace=timedelta(days=3)
+        instance.trust_list,
+        root=root,
+        now=instance.now,
+        previous_sequence=None,
+        grace=timedelta(days=3),
     )
-    return TrustStore.build(parsed, [("0", token)], now=now)
+    return TrustStore.build(parsed, [("0", token)], now=instance.now)
+
+
+def _hand_over(instance: Instance, numbers: list[str]) -> None:
+    """The office hands the cards over and activates them."""
+    with instance.database.transaction() as session:
+        clerk = operator(session, OPERATOR)
+        for number in numbers:
+            cards.hand_over(session, clerk, card(session, number), now=instance.now)
+            cards.activate(session, clerk, card(session, number), now=instance.now)
 
 
 def _chips(instance: Instance) -> dict[str, Card]:
@@ -207,20 +217,23 @@ def test_personalized_through_pcsc_then_verified_through_pcsc(
     assert all(r.completion is ChipCompletion.LOCKED for r in results)
     bound = _check_outcome(instance, instance.numbers[:2])
     chips = _chips(instance)
+    first, second = instance.numbers[:2]
+    # Personalized but not handed over: the published list says suspended (a card stolen
+    # from the counter does not verify).
+    with pytest.raises(SuspendedError):
+        _verify_at_terminal(pcsc_stack, instance, chips[bound[first]], first, _terminal(instance))
+    _hand_over(instance, [first, second])
     trust = _terminal(instance)
-    for number in instance.numbers[:2]:
+    for number in (first, second):
         assert _verify_at_terminal(pcsc_stack, instance, chips[bound[number]], number, trust) is (
             StatusCheck.GOOD
         )
     # A revoked card is refused at the terminal as soon as the status list says so ...
-    first, second = instance.numbers[:2]
     with instance.database.transaction() as session:
         boss = operator(session, "off-a.super")
         cards.revoke(session, boss, card(session, first), reason=Reason.STOLEN, now=instance.now)
     with pytest.raises(RevokedError):
-        _verify_at_terminal(
-            pcsc_stack, instance, chips[bound[first]], first, _terminal(instance, (first,))
-        )
+        _verify_at_terminal(pcsc_stack, instance, chips[bound[first]], first, _terminal(instance))
     # ... and a clone of the other (same data, another chip key) fails Active Authentication.
     clone = chips[bound[second]]
     clone.faults = Faults(clone_aa_key=True)
@@ -331,8 +344,9 @@ def test_killed_batch_resumes_without_duplicates_or_lost_cards(
         second: ChipCompletion.FROM_RECORD,
         **{number: ChipCompletion.LOCKED for number in rest},
     }
-    # Every chip verifies at a terminal.
+    # Every chip verifies at a terminal once its card is handed over.
     chips = _chips(instance)
+    _hand_over(instance, instance.numbers)
     trust = _terminal(instance)
     for number, serial in bound.items():
         assert _verify_at_terminal(pcsc_stack, instance, chips[serial], number, trust) is (

@@ -43,6 +43,7 @@ from issuance.personalize import (
     BatchResult,
     Bureau,
     ChipPresence,
+    Probe,
     ReaderStation,
     card_dates,
     chip_holder,
@@ -50,7 +51,13 @@ from issuance.personalize import (
 )
 from keys.ephemeral import ephemeral_pki
 from tests.factories import audit_tags, card
-from tests.fixtures.pcsc import TRANSPORT_KEY, approved_cards, bureau_settings, photo_jpeg
+from tests.fixtures.pcsc import (
+    TRANSPORT_KEY,
+    approved_cards,
+    bureau_settings,
+    photo_jpeg,
+    sample_holder,
+)
 
 NOW = datetime(2030, 3, 1, 9, 0, tzinfo=UTC)
 
@@ -511,11 +518,32 @@ def test_chip_that_does_not_hold_its_record_is_not_locked(
     assert reader.card.state is CardState.PERSONALIZED
 
 
-def test_probe_tells_what_is_in_the_reader(tmp_path: Path) -> None:
+def test_probe_tells_what_is_in_the_reader(tmp_path: Path, chip_signer: Signer) -> None:
+    from cardsys.chip import perso
+
     reader = HopperReader(BlankHopper(tmp_path / "hopper", TRANSPORT_KEY))
     station = ReaderStation(reader.connect, TRANSPORT_KEY)
-    probe = station.probe()
-    assert (probe.presence, probe.serial) == (ChipPresence.OPEN, "HOP-000001")
+    assert station.probe() == Probe(ChipPresence.OPEN, "HOP-000001", written=False)
+    prepared = perso.prepare(sample_holder(portrait_size=100), chip_signer)
+    station.write(prepared, "HOP-000001")
+    # Written completely: it may be bound to a card, so a batch asks its database.
+    assert station.probe() == Probe(ChipPresence.OPEN, "HOP-000001", written=True)
+    station.check_and_lock(
+        "HOP-000001",
+        sod_sha256=hashlib.sha256(prepared.sod).digest(),
+        aa_public_key=prepared.aa_public_key_info,
+    )
+    assert reader.ejected[0].state is CardState.LOCKED
+    reader.card = reader.ejected[0]  # put the locked card back
+    assert station.probe() == Probe(ChipPresence.LOCKED)
+    holder = sample_holder(portrait_size=100)
+    access = AccessKey(holder.card_number, holder.birth_date, holder.expiry_date)
+    assert station.opens(access) == "HOP-000001"
+    wrong = AccessKey(holder.card_number, holder.birth_date, holder.birth_date)
+    assert station.opens(wrong) is None
+    reader.card = reader.hopper.take()
+    with pytest.raises(ReaderError, match="no longer chip HOP-000001"):
+        station.write(prepared, "HOP-000001")
 
 
 def test_events_are_in_one_chain(

@@ -104,3 +104,17 @@ def test_hopper_arguments_are_checked(tmp_path: Path) -> None:
         vpcd.BlankHopper(tmp_path, b"short")
     with pytest.raises(ChipError):
         vpcd.BlankHopper(tmp_path, bytes(16), prefix="../x")
+
+
+def test_observer_can_keep_a_command_from_the_card(tmp_path: Path) -> None:
+    card = blank_card(tmp_path)
+    with vpcd.VpcdServer((0,)) as server:
+        server.insert(card)
+        server.observe(lambda chip, command, answer: False if answer is None else None)
+        with socket.create_connection(("127.0.0.1", server.ports[0]), timeout=5) as conn:
+            select = b"\x00\xa4\x04\x0c" + bytes([len(AID)]) + AID
+            assert _exchange(conn, select) == b"\x6f\x00"
+            assert card.apdu_count == 0
+            server.observe(None)
+            assert _exchange(conn, select) == b"\x90\x00"
+            assert card.apdu_count == 1
