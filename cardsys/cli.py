@@ -436,11 +436,17 @@ def audit_group() -> None:
 @click.option("--json", "as_json", is_flag=True)
 @pass_app
 def audit_verify(app: App, as_json: bool) -> None:
-    """Walk the whole chain; name the first broken or missing link."""
+    """Walk the whole chain and its signed checkpoints; name the first broken link."""
+    from keys.checkpoint import verify_checkpoints
+
     with app.db.transaction() as session:
         report = audit.verify(session)
-    emit(as_json, {"ok": True, "events": report.events, "head": report.head_hash},
-         f"audit chain intact: {report.events} events, head {report.head_hash[:16]}")
+        signed = verify_checkpoints(session, now=now_utc())
+    data = {"ok": True, "events": report.events, "head": report.head_hash,
+            "checkpoints": signed.checkpoints, "last_signed_seq": signed.last_seq}
+    emit(as_json, data, f"audit chain intact: {report.events} events, head "
+         f"{report.head_hash[:16]}; {signed.checkpoints} signed checkpoint(s)"
+         + (f", last at event {signed.last_seq}" if signed.last_seq else ""))
 
 
 @audit_group.command("show")
@@ -493,9 +499,10 @@ def demo_seed(app: App) -> None:
 
 # --- other areas' command groups ------------------------------------------------------------
 
-from cardsys.cli_keys import keys  # noqa: E402 (registered after the core commands)
+from cardsys.cli_keys import audit_sign, keys  # noqa: E402 (registered after the core commands)
 
 cli.add_command(keys)
+audit_group.add_command(audit_sign)
 
 
 # --- entry point --------------------------------------------------------------------------

@@ -224,3 +224,17 @@ def _signer_line(info: ceremony.SignerInfo) -> str:
         f"signs {info.usage_start:%Y-%m-%d}..{info.usage_end:%Y-%m-%d}  "
         f"valid to {info.not_after:%Y-%m-%d}  {info.store_kind}"
     )
+
+
+@click.command("sign")
+@click.option("--as", "login", default=SYSTEM_LOGIN, show_default=True, help="Acting admin.")
+@click.option("--json", "as_json", is_flag=True)
+@pass_app
+def audit_sign(app: App, login: str, as_json: bool) -> None:
+    """Sign the audit chain head with the audit key (a scheduled job)."""
+    from keys.checkpoint import sign_head
+
+    with _store(app.settings) as store, app.acting(login) as (session, actor):
+        signed = sign_head(session, store, actor, now=now_utc())
+        data = {"seq": signed.seq, "hash": signed.hash, "kid": signed.kid}
+    emit(as_json, data, f"audit head {data['seq']} signed by {data['kid']}")

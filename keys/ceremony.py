@@ -195,6 +195,11 @@ def init_root(
     return _root_info(state)
 
 
+def root_crl(session: Session) -> x509.CertificateRevocationList:
+    """The root's current CRL."""
+    return x509.load_der_x509_crl(_state(session).crl)
+
+
 def root_info(session: Session) -> RootInfo:
     """The root of this instance.
 
