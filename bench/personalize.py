@@ -109,6 +109,7 @@ def batch_round(directory: Path, count: int, signer: Signer) -> float:
         database,
         NullStation(),
         operator="off-a.clerk",
+        machine="bureau-1",
         settings=settings,  # type: ignore[arg-type]
         signers=lambda session, now: signer,
         clock=lambda: NOW,

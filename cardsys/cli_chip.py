@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import secrets
 import signal
+import socket
 import sys
 import threading
 from datetime import date, datetime
@@ -154,6 +155,11 @@ def chip_emulate(
     show_default=True,
     help="Seconds to wait for a blank card in the reader.",
 )
+@click.option(
+    "--machine",
+    help="This bureau machine's name (default: host name and reader). A machine resumes only "
+    "its own interrupted cards; give a dead machine's name to finish its cards.",
+)
 @click.option("--as", "login", metavar="LOGIN", help="Acting operator (clerk or supervisor).")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @pass_app
@@ -163,6 +169,7 @@ def chip_personalize(
     reader: int,
     transport_key_file: Path,
     wait: float,
+    machine: str | None,
     login: str | None,
     as_json: bool,
 ) -> None:
@@ -202,6 +209,7 @@ def chip_personalize(
             app.db,
             station,
             operator=login,
+            machine=machine or f"{socket.gethostname()}/reader-{reader}",
             settings=app.settings,
             signers=lambda session, now: ceremony.active_signer(
                 session, store, Purpose.CHIP_DOCUMENT, now

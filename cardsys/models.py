@@ -417,11 +417,14 @@ class ChipPersonalization(Base):
     issue_date: Mapped[date] = mapped_column(Date)
     expiry_date: Mapped[date] = mapped_column(Date)
     operator_id: Mapped[int] = mapped_column(ForeignKey("operators.id"))
+    #: The bureau machine (and reader) that wrote the chip: only it resumes the record, since
+    #: only its reader can hold the chip; another machine's pending records are in flight.
+    machine: Mapped[str] = mapped_column(String(64))
     finished_at: Mapped[datetime | None]
 
     card: Mapped[Card] = relationship(lazy="select")
 
-    __table_args__ = (Index("ix_chip_personalizations_state", "state"),)
+    __table_args__ = (Index("ix_chip_personalizations_pending", "state", "machine"),)
 
 
 # --- digital cards: activation codes and status-list publication (owned by issuance/digital.py

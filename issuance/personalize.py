@@ -20,7 +20,8 @@ the operator's office, in order, skipping none:
 5. finish the lifecycle step in one transaction: the record DONE, the card PERSONALIZED
    (`issuance.cards.personalize`, whose audit event names the chip serial and SOD hash).
 
-Resuming after a crash (a batch starts by finishing every "lock pending" record of its office):
+Resuming after a crash (a batch starts by finishing every "lock pending" record that its machine
+left in its office):
 
 * crash before 3: nothing was recorded; the chip in the reader is unlocked and bound to no
   card, so the next card (the same one) erases and re-uses it;
@@ -272,9 +273,15 @@ class _Written:
 class Bureau:
     """The batch of a personalization machine (steps and crash recovery: module docstring).
 
-    A run plans its work in one read (the office's pending records, then the next approved
-    cards with their chip data) and then needs two commits per card: the record, and the
-    lifecycle step. The acting operator is checked when a run is planned.
+    A run plans its work in one read (this machine's pending records, then the office's next
+    approved cards with their chip data) and then needs two commits per card: the record, and
+    the lifecycle step. The acting operator is checked when a run is planned.
+
+    `machine` names the bureau machine and its reader. Only that machine resumes its records:
+    another machine's pending record is in flight (written, about to be locked), and only the
+    reader that wrote a chip can hold it. To finish the records of a machine that is gone for
+    good, run a batch under its name. Several machines may share an office's queue: when two
+    write the same card, the first record wins and the other machine re-uses its chip.
     """
 
     def __init__(
@@ -283,6 +290,7 @@ class Bureau:
         station: ChipStation,
         *,
         operator: str,
+        machine: str,
         settings: Settings,
         signers: SignerSource,
         clock: Callable[[], datetime],
@@ -292,6 +300,9 @@ class Bureau:
         self._db = database
         self._station = station
         self._login = operator
+        if not 1 <= len(machine) <= 64:
+            raise ValidationError("a bureau machine name is 1 to 64 characters")
+        self._machine = machine
         self._settings = settings
         self._signers = signers
         self._clock = clock
@@ -433,6 +444,7 @@ class Bureau:
                     .join(Card, Card.id == ChipPersonalization.card_id)
                     .where(
                         ChipPersonalization.state == ChipRecordState.LOCK_PENDING,
+                        ChipPersonalization.machine == self._machine,
                         Card.office_id == actor.office_id,
                     )
                     .order_by(ChipPersonalization.id)
@@ -531,6 +543,7 @@ class Bureau:
                     issue_date=dates.issue,
                     expiry_date=dates.expiry,
                     operator_id=self._actor().id,
+                    machine=self._machine,
                     finished_at=None,
                 )
                 .returning(ChipPersonalization.id)
@@ -546,7 +559,8 @@ class Bureau:
         finished_at = self._clock()
         with self._db.transaction() as session:
             actor = self._actor(session)
-            card = session.get(Card, written.card_id, with_for_update=True)
+            # OF cards: PostgreSQL locks no row on the nullable side of the eager outer joins.
+            card = session.get(Card, written.card_id, with_for_update={"of": Card})
             if card is None:
                 raise ChipError(f"card {written.card_id} vanished")
             closed = session.scalar(

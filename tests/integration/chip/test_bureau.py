@@ -204,6 +204,7 @@ def test_personalized_through_pcsc_then_verified_through_pcsc(
             instance.database,
             station,
             operator=OPERATOR,
+            machine="bureau-1",
             settings=instance.settings,
             signers=lambda session, now: ceremony.active_signer(
                 session, store, Purpose.CHIP_DOCUMENT, now

@@ -129,11 +129,13 @@ def _bureau(
     signer: Signer,
     login: str = "off-a.clerk",
     clock: Callable[[], datetime] = lambda: NOW,
+    machine: str = "bureau-1",
 ) -> Bureau:
     return Bureau(
         database,
         ReaderStation(reader.connect, TRANSPORT_KEY),
         operator=login,
+        machine=machine,
         settings=settings,
         signers=lambda session, now: signer,
         clock=clock,
@@ -441,6 +443,32 @@ def test_crash_around_the_lock(
     ]
     assert results[0].completion is expected
     _check_outcome(database, reader, numbers)
+
+
+def test_another_machine_leaves_a_pending_record_alone(
+    database: Database, settings: Settings, reader: HopperReader, chip_signer: Signer
+) -> None:
+    """A pending record of another machine is in flight (its chip about to be locked in that
+    machine's reader): only its own machine, or a batch run under its name, finishes it."""
+    _, numbers = approved_cards(database, settings, 2, now=NOW)
+
+    def watch(number: int, command: bytes, answer: bytes | None) -> None:
+        if command[1] == _LOCK and command[0] & 0xF0 == 0x80 and answer is None:
+            raise Crash
+
+    reader.watch = watch
+    with pytest.raises(Crash):
+        _bureau(database, reader, settings, chip_signer, machine="bureau-1").run(2)
+    reader.watch = None
+    other = HopperReader(
+        BlankHopper(reader.hopper.directory.parent / "other", TRANSPORT_KEY, prefix="OTH-")
+    )
+    (second,) = _bureau(database, other, settings, chip_signer, machine="bureau-2").run(2)
+    assert second.card_number == numbers[1]
+    with database.transaction() as session:
+        assert card(session, numbers[0]).status is CardStatus.APPROVED
+    (first,) = _bureau(database, reader, settings, chip_signer, machine="bureau-1").run(2)
+    assert (first.card_number, first.completion) == (numbers[0], ChipCompletion.LOCKED)
 
 
 def test_crash_before_the_lifecycle_step_with_the_chip_still_in_the_reader(
