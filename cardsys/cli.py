@@ -297,6 +297,7 @@ def _card_command(
                 target = cards.get(session, actor, number)
                 result = action(app, session, actor, target, now_utc(), **options)
                 data = card_dict(result)
+            publish_changes(app)
             emit(as_json, data, lambda: _card_line(data).strip())
 
         command.__name__ = action.__name__
@@ -385,6 +386,7 @@ def card_expire(app: App, at: datetime | None, login: str, as_json: bool) -> Non
     when = at.replace(tzinfo=UTC) if at else now_utc()
     with app.acting(login) as (session, actor):
         numbers = cards.expire_due(session, actor, now=when)
+    publish_changes(app)
     emit(as_json, {"expired": numbers}, f"{len(numbers)} card(s) expired")
 
 
@@ -499,10 +501,21 @@ def demo_seed(app: App) -> None:
 
 # --- other areas' command groups ------------------------------------------------------------
 
-from cardsys.cli_keys import audit_sign, keys  # noqa: E402 (registered after the core commands)
+# Imported here, after the core commands they build on (they import App and helpers above).
+from cardsys.cli_chip import chip, verify_chip_command  # noqa: E402
+from cardsys.cli_digital import (  # noqa: E402
+    digital_group,
+    publish_changes,
+    status_group,
+    wallet_group,
+)
+from cardsys.cli_keys import audit_sign, keys  # noqa: E402
+from cardsys.cli_terminal import terminal_group, verify_group  # noqa: E402
 
-cli.add_command(keys)
+for _group in (keys, chip, digital_group, wallet_group, status_group, terminal_group, verify_group):
+    cli.add_command(_group)
 audit_group.add_command(audit_sign)
+verify_group.add_command(verify_chip_command)
 
 
 # --- entry point --------------------------------------------------------------------------

@@ -8,8 +8,6 @@ secret is ever printed: only kids, subjects, dates and file names.
 from __future__ import annotations
 
 import hashlib
-import os
-import secrets
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -20,14 +18,11 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from cardsys.cli import App, acting_options, emit, now_utc, pass_app
 from cardsys.config import KeyStoreKind, Settings
 from cardsys.pki import Purpose, RevocationReason
+from issuance import status
 from issuance.operators import SYSTEM_LOGIN
 from keys import ceremony
 from keys.store import KeyStore, create_passphrase_file, open_key_store
 
-#: Where `dev-pki` publishes what terminals need, under the instance folder.
-PUBLIC_DIR = "pki"
-ROOT_FILE = "root.pem"
-TRUST_LIST_FILE = "trust-list"  # the name a terminal directory uses (verify/trust.py)
 #: The development passphrase file `dev-pki` creates when none is configured.
 DEV_PASSPHRASE_FILE = "dev-key-passphrase"  # noqa: S105 (a file name, not a secret)
 
@@ -41,21 +36,6 @@ def _store(settings: Settings) -> Iterator[KeyStore]:
         yield store
     finally:
         store.close()
-
-
-def _write_public(path: Path, data: bytes) -> None:
-    """Write a public file (certificate, trust list) atomically, mode 0644."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
-    try:
-        with temporary.open("xb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        temporary.chmod(0o644)
-        os.replace(temporary, path)
-    finally:
-        temporary.unlink(missing_ok=True)
 
 
 @click.group("keys")
@@ -131,7 +111,8 @@ def export_trust_list(app: App, out: Path, login: str | None, as_json: bool) -> 
             session, store, actor, settings=app.settings, now=now_utc()
         )
         info = ceremony.root_info(session)
-    _write_public(out, document)
+    status.write_atomic(out, document)
+    status.write_trust_list(app.settings, document)
     data = {
         "out": str(out),
         "sequence": info.trust_list_sequence,
@@ -150,7 +131,7 @@ def export_root(app: App, out: Path, as_json: bool) -> None:
     with app.db.transaction() as session:
         root = ceremony.root_certificate(session)
         info = ceremony.root_info(session)
-    _write_public(out, root.public_bytes(Encoding.PEM))
+    status.write_atomic(out, root.public_bytes(Encoding.PEM))
     fingerprint = hashlib.sha256(root.public_bytes(Encoding.DER)).hexdigest()
     data = {"out": str(out), "kid": info.kid, "sha256": fingerprint, "subject": info.subject}
     emit(
@@ -208,9 +189,8 @@ def dev_pki(app: App, login: str) -> None:
         )
         root = ceremony.root_certificate(session)
         info = ceremony.root_info(session)
-    public = settings.instance_path / PUBLIC_DIR
-    _write_public(public / ROOT_FILE, root.public_bytes(Encoding.PEM))
-    _write_public(public / TRUST_LIST_FILE, document)
+    status.write_root(settings, root.public_bytes(Encoding.PEM))
+    public = status.write_trust_list(settings, document).parent
     click.echo(
         f"DEVELOPMENT PKI (not for production): root {info.kid}, "
         f"trust list {info.trust_list_sequence} in {public}"

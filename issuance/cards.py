@@ -76,7 +76,7 @@ def get(session: Session, actor: Operator, number: str, *, for_update: bool = Fa
     parsed = str(CardNumber.parse(number))
     query = select(Card).where(Card.number == parsed)
     if for_update:
-        query = query.with_for_update()
+        query = query.with_for_update(of=Card)
     card = session.scalar(query)
     if card is None:
         raise NotFoundError("not found in your office")

@@ -87,6 +87,7 @@ PUBLIC_DIR: Final = "public"
 STATUS_DIR: Final = "status"
 INDEX_FILE: Final = "index.json"
 TRUST_LIST_FILE: Final = "trust-list"
+ROOT_FILE: Final = "root.pem"
 
 
 def key_store_signers(settings: Settings) -> SignerSource:
@@ -205,7 +206,7 @@ def _publish_one(
     row.expires_at = issued + timedelta(seconds=settings.status_list_max_age)
     row.revision += 1
     session.flush()
-    _write_atomic(_public(settings) / STATUS_DIR / str(list_number), token)
+    write_atomic(_public(settings) / STATUS_DIR / str(list_number), token)
     return Published(list_number, row.revision, issued, digest, len(token))
 
 
@@ -299,7 +300,14 @@ def published_token(session: Session, list_number: int) -> bytes | None:
 def write_trust_list(settings: Settings, document: bytes) -> Path:
     """Put the trust list where terminals sync it from (`<instance>/public/trust-list`)."""
     path = _public(settings) / TRUST_LIST_FILE
-    _write_atomic(path, document)
+    write_atomic(path, document)
+    return path
+
+
+def write_root(settings: Settings, pem: bytes) -> Path:
+    """Put the root certificate terminals pin in `<instance>/public/root.pem`."""
+    path = _public(settings) / ROOT_FILE
+    write_atomic(path, pem)
     return path
 
 
@@ -316,15 +324,16 @@ def _write_index(db: Database, settings: Settings) -> None:
             )
         )
     document = json.dumps({"lists": numbers}, separators=(",", ":")).encode()
-    _write_atomic(_public(settings) / STATUS_DIR / INDEX_FILE, document)
+    write_atomic(_public(settings) / STATUS_DIR / INDEX_FILE, document)
 
 
 def _public(settings: Settings) -> Path:
     return settings.instance_path / PUBLIC_DIR
 
 
-def _write_atomic(path: Path, data: bytes) -> None:
-    """Replace `path` with `data` in one rename: readers see the old file or the new one."""
+def write_atomic(path: Path, data: bytes) -> None:
+    """Replace `path` with `data` (mode 0644: public) in one rename: readers see the old file
+    or the new one, never half."""
     path.parent.mkdir(parents=True, exist_ok=True)
     temporary = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
     try:
@@ -332,6 +341,7 @@ def _write_atomic(path: Path, data: bytes) -> None:
             handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
+        temporary.chmod(0o644)
         os.replace(temporary, path)
     finally:
         temporary.unlink(missing_ok=True)

@@ -205,9 +205,9 @@ def test_dev_pki_makes_a_marked_development_pki_and_is_rerunnable(
     assert f"CARDSYS_KEY_PASSPHRASE_FILE={passphrase_file}" in first
     second = ok(run(cli_settings, "dev-pki"))
     assert "created development key passphrase" not in second
-    root = x509.load_pem_x509_certificate((instance / "pki" / "root.pem").read_bytes())
+    root = x509.load_pem_x509_certificate((instance / "public" / "root.pem").read_bytes())
     assert ca.is_development(root)
-    document = (instance / "pki" / "trust-list").read_bytes()
+    document = (instance / "public" / "trust-list").read_bytes()
     trust = parse_trust_list(document, root=root, now=now_utc(), previous_sequence=1, grace=GRACE)
     assert trust.sequence == 2
     assert {s.purpose for s in trust.signers} == set(Purpose)
