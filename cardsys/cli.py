@@ -100,7 +100,9 @@ def cli(ctx: click.Context, instance: Path | None) -> None:
 def init(app: App, admin: str) -> None:
     """Create the instance folder and database, the system operator and a first admin."""
     instance = app.settings.instance_path
+    # The instance holds residents' data and key files: readable by the service account only.
     instance.mkdir(parents=True, exist_ok=True)
+    instance.chmod(0o700)
     upgrade(app.settings.database)
     now = now_utc()
     with app.db.transaction() as session:
