@@ -50,11 +50,8 @@ OPERATOR = "off-a.clerk"
 BUREAU_SLOT = 1
 LIST_SIZE = 1024
 _LOCK = 0x44
-# Register the chip group as the lead does in cardsys/cli.py, then run the real entry point.
-RUNNER = (
-    "import sys; from cardsys.cli import cli, main; from cardsys.cli_chip import chip; "
-    "cli.add_command(chip); main(sys.argv[1:])"
-)
+# The `cardsys` entry point, with this interpreter.
+RUNNER = "import sys; from cardsys.cli import main; main(sys.argv[1:])"
 
 
 @dataclass

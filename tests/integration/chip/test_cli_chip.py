@@ -12,13 +12,12 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
-import click
 import pytest
 from click.testing import CliRunner, Result
 
 from cardsys.chip.emulator import ATR, Card, CardState
-from cardsys.cli import App
-from cardsys.cli_chip import chip, read_transport_key, verify_chip_command
+from cardsys.cli import cli
+from cardsys.cli_chip import read_transport_key
 from cardsys.errors import ConfigError
 from cardsys.formats.statuslist import Status
 from tests.fixtures.pcsc import ChipTerminal, PcscStack, personalized_card, sample_holder
@@ -29,18 +28,12 @@ ACCESS_ARGS = [
     "--birth-date", HOLDER.birth_date.isoformat(),
     "--expiry", HOLDER.expiry_date.isoformat(),
 ]  # fmt: skip
-ROOT = click.Group(
-    "cardsys",
-    commands={
-        "chip": chip,
-        "verify": click.Group("verify", commands={"chip": verify_chip_command}),
-    },
-)
 
 
 def _invoke(*args: str, tmp_path: Path, input: str | None = None) -> Result:
-    app = App(overrides={"instance_path": tmp_path / "instance"})
-    return CliRunner().invoke(ROOT, list(args), obj=app, input=input)
+    """`cardsys --instance DIR ARGS...`, the commands as registered in cardsys.cli."""
+    instance = ["--instance", str(tmp_path / "instance")]
+    return CliRunner().invoke(cli, [*instance, *args], input=input)
 
 
 def test_blank_makes_an_image_and_a_private_key_file(tmp_path: Path) -> None:
@@ -124,10 +117,7 @@ def emulator(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[str], int]]:
     key_file.chmod(0o600)
     Card.blank(tmp_path / "first.card", "FIRST", bytes.fromhex("11" * 16))
     port = _free_port_pair()
-    runner = (
-        "import sys; from cardsys.cli import cli, main; from cardsys.cli_chip import chip; "
-        "cli.add_command(chip); main(sys.argv[1:])"
-    )
+    runner = "import sys; from cardsys.cli import main; main(sys.argv[1:])"
     process = subprocess.Popen(
         [
             sys.executable, "-c", runner,
