@@ -505,3 +505,33 @@ class StatusListDirty(Base):
     #: Bumped by every mark, so a publisher clears only the marks it has seen.
     marks: Mapped[int] = mapped_column(BigInteger)
     marked_at: Mapped[datetime]
+
+
+# --- JSON API: operator API tokens (owned by web/api/) -------------------------------------
+
+
+class ApiToken(Base):
+    """A bearer token an operator's program uses on `/api/v1`, acting as that operator.
+
+    The token is 256 random bits shown once; only its SHA-256 is stored. A fast hash is enough
+    here (unlike passwords): nobody can search a 256-bit space, so there is nothing for a slow
+    hash to slow down, and the digest is looked up through a unique index on every request.
+    """
+
+    __tablename__ = "api_tokens"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    operator_id: Mapped[int] = mapped_column(ForeignKey("operators.id"), index=True)
+    token_sha256: Mapped[str] = mapped_column(String(64), unique=True)
+    #: The token's first characters, so its owner can tell tokens apart (not a secret).
+    prefix: Mapped[str] = mapped_column(String(16))
+    name: Mapped[str] = mapped_column(String(100))
+    created_at: Mapped[datetime]
+    created_by: Mapped[str] = mapped_column(String(64))
+    expires_at: Mapped[datetime]
+    #: Written at most once a minute, so reading does not write on every request.
+    last_used_at: Mapped[datetime | None]
+    revoked_at: Mapped[datetime | None]
+    revoked_by: Mapped[str | None] = mapped_column(String(64))
+
+    operator: Mapped[Operator] = relationship(lazy="joined")
