@@ -6,10 +6,12 @@ Runs with no database and no web framework: it imports `cardsys.formats`, `cards
     trust = TrustStore.load(Path("terminal"), now=now)
     card = verify_qr(scanned_text, trust, now=now, replay=cache)   # raises VerificationError
     verdict = check_qr(scanned_text, trust, now=now, replay=cache)  # never raises
+    card = verify_chip(PcscTransport(0), trust, access=access_key, now=now)
 """
 
 from __future__ import annotations
 
+from verify.chip import check_chip, verify_chip
 from verify.qr import check_qr, verify_qr
 from verify.replay import ReplayCache
 from verify.result import Evidence, StatusCheck, Verdict, VerifiedCard
@@ -23,6 +25,8 @@ __all__ = [
     "TrustStore",
     "Verdict",
     "VerifiedCard",
+    "check_chip",
     "check_qr",
+    "verify_chip",
     "verify_qr",
 ]
