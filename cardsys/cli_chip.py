@@ -221,6 +221,9 @@ def chip_personalize(
     finally:
         station.close()
         store.close()
+        from cardsys.cli_digital import publish_changes
+
+        publish_changes(app)
     emit(as_json, done, f"{len(done)} card(s) done")
 
 
