@@ -25,7 +25,7 @@ import click
 from cardsys.chip import vpcd
 from cardsys.chip.bac import AccessKey
 from cardsys.chip.emulator import Card
-from cardsys.cli import App, emit, now_utc, pass_app
+from cardsys.clikit import App, emit, now_utc, pass_app
 from cardsys.errors import ConfigError, ValidationError
 from cardsys.pki import Purpose
 

@@ -22,7 +22,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from cardsys import qrimage
-from cardsys.cli import App, acting_options, emit, now_utc, pass_app
+from cardsys.clikit import App, acting_options, emit, now_utc, pass_app
 from cardsys.errors import CardsysError, NotFoundError, ValidationError
 from cardsys.lifecycle import Reason
 from cardsys.wallet import Wallet, static_text

@@ -15,7 +15,7 @@ from pathlib import Path
 import click
 from cryptography.hazmat.primitives.serialization import Encoding
 
-from cardsys.cli import App, acting_options, emit, now_utc, pass_app
+from cardsys.clikit import App, acting_options, emit, now_utc, pass_app
 from cardsys.config import KeyStoreKind, Settings
 from cardsys.pki import Purpose, RevocationReason
 from issuance import status

@@ -23,7 +23,7 @@ from typing import Any
 
 import click
 
-from cardsys.cli import App, emit, now_utc, pass_app
+from cardsys.clikit import App, emit, now_utc, pass_app
 from cardsys.errors import BadEncodingError, ValidationError
 from verify.qr import check_qr
 from verify.replay import ReplayCache

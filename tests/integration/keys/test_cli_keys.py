@@ -16,7 +16,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from cardsys.cli import App, now_utc
+from cardsys.clikit import App, now_utc
 from cardsys.cli_keys import DEV_PASSPHRASE_FILE, keys
 from cardsys.config import Settings, load_settings
 from cardsys.db import Database
