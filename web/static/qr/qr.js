@@ -89,7 +89,7 @@ const MODES = Object.freeze({
   byte: Object.freeze({ indicator: 0b0100, countBits: Object.freeze([8, 16, 16]) }),
 });
 
-// The 45 alphanumeric characters in value order, Table 5 (7.4.5).
+// The 45 alphanumeric characters in value order, Table 5 (7.4.4).
 const ALPHANUMERIC_CHARSET = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ $%*+-./:";
 const ALPHANUMERIC_TEXT = /^[0-9A-Z $%*+\-./:]*$/;
 
@@ -240,10 +240,10 @@ export function penalty(modules) {
 // ---------------------------------------------------------------------------------------------
 
 function checkOptions(ecl, mode, minVersion, mask) {
-  if (!Object.hasOwn(LEVELS, ecl)) {
+  if (!hasOwn(LEVELS, ecl)) {
     throw new RangeError(`QR error correction level must be L, M, Q or H, not ${String(ecl)}`);
   }
-  if (mode !== "auto" && !Object.hasOwn(MODES, mode)) {
+  if (mode !== "auto" && !hasOwn(MODES, mode)) {
     throw new RangeError(`QR mode must be auto, alphanumeric or byte, not ${String(mode)}`);
   }
   if (!Number.isInteger(minVersion) || minVersion < MIN_VERSION || minVersion > MAX_VERSION) {
@@ -253,6 +253,11 @@ function checkOptions(ecl, mode, minVersion, mask) {
     throw new RangeError(`QR mask must be -1 (automatic) or an integer 0-7, not ${String(mask)}`);
   }
   return LEVELS[ecl];
+}
+
+// Object.hasOwn is missing from phones older than iOS 15.4; this is the same check.
+function hasOwn(object, key) {
+  return Object.prototype.hasOwnProperty.call(object, key);
 }
 
 function checkCount(name, value, minimum) {
@@ -271,7 +276,7 @@ function makeSegment(text, requested) {
   if (requested === "alphanumeric" || (requested === "auto" && alphanumeric)) {
     return { mode: "alphanumeric", count: text.length, bits: alphanumericBits(text) };
   }
-  // Byte mode (7.4.6) carries the UTF-8 bytes without an ECI header, as phones' and
+  // Byte mode (7.4.5) carries the UTF-8 bytes without an ECI header, as phones' and
   // terminals' readers expect for UTF-8 text.
   const bytes = new TextEncoder().encode(text);
   const bits = new BitBuffer();
@@ -281,7 +286,7 @@ function makeSegment(text, requested) {
   return { mode: "byte", count: bytes.length, bits };
 }
 
-// 7.4.5: characters in pairs, 45 * first + second in 11 bits; a last odd character in 6 bits.
+// 7.4.4: characters in pairs, 45 * first + second in 11 bits; a last odd character in 6 bits.
 function alphanumericBits(text) {
   const bits = new BitBuffer();
   let i = 0;
@@ -327,7 +332,7 @@ function chooseVersion(segment, level, minVersion, ecl) {
   );
 }
 
-// The data codewords (7.4.2): mode indicator, character count, data, terminator (7.4.9),
+// The data codewords (7.4.1): mode indicator, character count, data, terminator (7.4.9),
 // zero bits to the byte boundary, then pad codewords (7.4.10).
 function dataCodewords(segment, version, level) {
   const capacity = dataCodewordCount(version, level);
@@ -458,7 +463,7 @@ function blockLayout(version, level) {
 
 // Split the data into blocks, compute each block's error correction codewords, and interleave:
 // the first data codeword of every block, then the second, ..., then the error correction
-// codewords the same way (7.6, Figure 15).
+// codewords the same way (7.6).
 function addErrorCorrection(data, version, level) {
   const { lengths, ecLength } = blockLayout(version, level);
   const dataBlocks = [];
@@ -488,7 +493,7 @@ function addErrorCorrection(data, version, level) {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Function patterns (7.3) and codeword placement (7.7)
+// Function patterns (6.3) and codeword placement (7.7)
 // ---------------------------------------------------------------------------------------------
 
 // Per version: the function patterns drawn (`dark`), which modules they reserve (`reserved`,
@@ -521,7 +526,10 @@ function buildTemplate(version) {
   template.dataOrder = placementOrder(template);
   const expected = 8 * TOTAL_CODEWORDS[version] + REMAINDER_BITS[version];
   if (template.dataOrder.length !== expected) {
-    throw new Error(`QR internal error: version ${version} has ${template.dataOrder.length} data modules, Table 1 says ${expected}`);
+    throw new Error(
+      `QR internal error: version ${version} has ${template.dataOrder.length} data modules, ` +
+        `Table 1 says ${expected}`,
+    );
   }
   return template;
 }
@@ -532,8 +540,8 @@ function setFunction(template, row, col, dark) {
   template.reserved[at] = 1;
 }
 
-// Finder patterns (7.3.2): 7x7 dark ring, light ring, 3x3 dark centre, in three corners; each
-// with a one-module light separator (7.3.3) where it faces the symbol.
+// Finder patterns (6.3.3): 7x7 dark ring, light ring, 3x3 dark centre, in three corners; each
+// with a one-module light separator (6.3.4) where it faces the symbol.
 function drawFinders(template) {
   const last = template.size - 7;
   for (const [top, left] of [[0, 0], [0, last], [last, 0]]) {
@@ -551,7 +559,7 @@ function drawFinders(template) {
   }
 }
 
-// Timing patterns (7.3.4): row 6 and column 6 between the separators, dark on even indices.
+// Timing patterns (6.3.5): row 6 and column 6 between the separators, dark on even indices.
 function drawTiming(template) {
   for (let k = 8; k < template.size - 8; k++) {
     setFunction(template, 6, k, k % 2 === 0);
@@ -559,7 +567,7 @@ function drawTiming(template) {
   }
 }
 
-// Alignment patterns (7.3.5): 5x5 dark ring, light ring, dark centre, at every pair of
+// Alignment patterns (6.3.6): 5x5 dark ring, light ring, dark centre, at every pair of
 // Table E.1 coordinates except the three that fall on finder patterns.
 function drawAlignments(template) {
   const positions = ALIGNMENT_POSITIONS[template.version];
@@ -580,7 +588,7 @@ function drawAlignments(template) {
   });
 }
 
-// The modules of the two format information copies (7.9.1, Figure 25), for bit 0 (least
+// The modules of the two format information copies (7.9.1), for bit 0 (least
 // significant) to bit 14. The first copy runs up column 8 beside the top-left finder and then
 // left along row 8; the second along row 8 under the top-right finder, then down column 8
 // beside the bottom-left finder.
@@ -602,7 +610,7 @@ function formatPositions(size) {
   return [first, second];
 }
 
-// The modules of the two version information blocks (7.10, Figure 27), for bit 0 to 17:
+// The modules of the two version information blocks (7.10), for bit 0 to 17:
 // 6x3 above the bottom-left finder and its transpose left of the top-right finder.
 function versionPositions(size) {
   const positions = [];
@@ -615,7 +623,7 @@ function versionPositions(size) {
 }
 
 // Reserve the format and version information areas, and set the dark module that sits beside
-// the bottom-left format copy at (4V + 9, 8) (7.9.1).
+// the bottom-left format copy, in row 4V + 9 of column 8 (7.9.1).
 function reserveFormatAndVersion(template) {
   for (const copy of formatPositions(template.size)) {
     for (const [row, col] of copy) {
@@ -630,7 +638,7 @@ function reserveFormatAndVersion(template) {
   }
 }
 
-// Codeword placement (7.7.3, Figure 19): two-module-wide columns from the right edge,
+// Codeword placement (7.7.3): two-module-wide columns from the right edge,
 // alternately upward and downward, right module before left, skipping function modules;
 // the vertical timing pattern's column 6 is stepped over entirely.
 function placementOrder(template) {
@@ -733,6 +741,9 @@ function bestMask(template, bits, level) {
 // N2 (m-1)(n-1)). Rule 3: each 1:1:3:1:1 finder-like pattern with 4 light modules before or
 // after it, within the symbol, scores N3 (once per side that has the light area). Rule 4: a
 // dark proportion between 50 +- 5k % and 50 +- 5(k+1) % scores N4 k.
+// Where the standard leaves room, the choices are the Python qrcode package's (so scores can
+// be compared): the 4 light modules of rule 3 must lie inside the symbol (some encoders count
+// the quiet zone), and a pattern with light on both sides scores twice.
 function penaltyScore(matrix, size) {
   let score = 0;
   for (let line = 0; line < size; line++) {
