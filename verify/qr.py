@@ -37,6 +37,10 @@ import hashlib
 from datetime import UTC, datetime
 from typing import Final
 
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec
+
 from cardsys.errors import (
     DecodeError,
     ExpiredError,
@@ -50,11 +54,13 @@ from cardsys.errors import (
     VerificationError,
 )
 from cardsys.formats import qrtext
-from cardsys.formats.credential import (
+from cardsys.formats.canonical import (
     MAX_PRESENTATION,
-    Credential,
-    decode_credential,
-    decode_presentation,
+    CredentialFields,
+    der_signature,
+    read_credential,
+    read_holder,
+    read_presentation,
 )
 from cardsys.pki import Purpose
 from verify.replay import ReplayCache
@@ -65,6 +71,12 @@ __all__ = ["PREFIXES", "check_qr", "verify_qr"]
 
 #: The QR prefixes a terminal reads.
 PREFIXES: Final = (qrtext.PRESENTATION, qrtext.STATIC_CARD)
+
+# Built once: every verification uses the same curve, hash and loader.
+_P256: Final = ec.SECP256R1()
+_ECDSA_SHA256: Final = ec.ECDSA(hashes.SHA256())
+_load_point: Final = ec.EllipticCurvePublicKey.from_encoded_point
+_sha256: Final = hashlib.sha256
 
 
 def verify_qr(
@@ -129,14 +141,15 @@ def _presentation(
     nonce: bytes | None,
 ) -> VerifiedCard:
     try:
-        presentation = decode_presentation(body)
-        credential = decode_credential(presentation.credential)
+        presentation = read_presentation(body)
+        credential = read_credential(presentation.credential)
     except DecodeError as exc:
         raise bad_encoding(exc, "presentation") from None
-    key = _signer_and_times(credential, trust, now, now_ts)
-    if not credential.bound:
+    key = _signer_and_times(credential, trust, now_ts)
+    point = credential.device_point
+    if point is None:
         raise HolderBindingError("the credential in this presentation is not bound to a phone")
-    if hashlib.sha256(presentation.credential).digest() != presentation.digest:
+    if _sha256(presentation.credential).digest() != presentation.digest:
         raise HolderBindingError("the proof was made for another credential")
     window = trust.window
     age = now_ts - presentation.time
@@ -146,17 +159,21 @@ def _presentation(
         raise StaleProofError("the QR is dated in the future: check the phone's clock")
     if nonce is not None and presentation.nonce != nonce:
         raise StaleProofError("the QR does not answer this terminal's challenge")
-    replay_key = presentation.replay_key
+    # The replay key is the signed payload's digest: ECDSA signatures are malleable.
+    replay_key = _sha256(presentation.proof_payload).digest()
     if replay is not None and replay.seen(replay_key, now_ts):
         raise ReplayedError("this QR was already shown at this terminal")
     _verify_credential_signature(credential, key)
     try:
-        device_key = credential.device_key()
-    except DecodeError as exc:
-        raise bad_encoding(exc, "credential") from None
+        device_key = _load_point(_P256, point)
+    except ValueError:
+        error = DecodeError("the device key is not a point on P-256")
+        raise bad_encoding(error, "credential") from None
     try:
-        presentation.verify_proof(device_key)
-    except SignatureError:
+        device_key.verify(
+            der_signature(presentation.proof_signature), presentation.proof_signed, _ECDSA_SHA256
+        )
+    except InvalidSignature:
         raise HolderBindingError(
             "the proof is not signed by the phone this credential belongs to"
         ) from None
@@ -172,11 +189,11 @@ def _presentation(
 
 def _static(body: bytes, trust: TrustStore, now: datetime, now_ts: int) -> VerifiedCard:
     try:
-        credential = decode_credential(body)
+        credential = read_credential(body)
     except DecodeError as exc:
         raise bad_encoding(exc, "card QR") from None
-    key = _signer_and_times(credential, trust, now, now_ts)
-    if credential.bound:
+    key = _signer_and_times(credential, trust, now_ts)
+    if credential.device_point is not None:
         raise HolderBindingError(
             "this credential belongs to a phone: ask the holder to show the live QR"
         )
@@ -184,41 +201,48 @@ def _static(body: bytes, trust: TrustStore, now: datetime, now_ts: int) -> Verif
     return _verified(credential, key, trust, now, now_ts, Evidence.STATIC)
 
 
-def _signer_and_times(
-    credential: Credential, trust: TrustStore, now: datetime, now_ts: int
-) -> SignerKey:
-    trust.check_fresh(now_ts)
-    key = trust.signer(credential.kid, Purpose.CREDENTIAL, now=now_ts)
-    trust.check_usage(key, credential.issued_at)
+def _signer_and_times(credential: CredentialFields, trust: TrustStore, now_ts: int) -> SignerKey:
+    key = trust.document_signer(
+        credential.kid, Purpose.CREDENTIAL, signed_at=credential.issued_at, now=now_ts
+    )
     skew = trust.skew
     if now_ts >= credential.expires + skew:
         raise ExpiredError(f"the credential expired at {_iso(credential.expires)}")
+    limit = now_ts + skew
     for moment, name in ((credential.not_before, "nbf"), (credential.issued_at, "iat")):
-        if moment > now_ts + skew:
+        if moment > limit:
             raise NotYetValidError(f"the credential is not valid before {_iso(moment)} ({name})")
     return key
 
 
-def _verify_credential_signature(credential: Credential, key: SignerKey) -> None:
+def _verify_credential_signature(credential: CredentialFields, key: SignerKey) -> None:
+    # ES256 (RFC 9053 §2.1): a P-256 key, SHA-256, the raw r||s as DER for `cryptography`.
+    if not key.p256:
+        error = SignatureError("an ES256 signature is checked with a P-256 key")
+        raise bad_signature(error, "credential")
     try:
-        credential.verify_signature(key.public_key)
-    except SignatureError as exc:
-        raise bad_signature(exc, "credential") from None
+        key.public_key.verify(
+            der_signature(credential.signature), credential.to_be_signed, _ECDSA_SHA256
+        )
+    except InvalidSignature:
+        error = SignatureError("the signature does not verify with this key")
+        raise bad_signature(error, "credential") from None
 
 
 def _verified(
-    credential: Credential,
+    credential: CredentialFields,
     key: SignerKey,
     trust: TrustStore,
     now: datetime,
     now_ts: int,
     evidence: Evidence,
 ) -> VerifiedCard:
+    # Only now, with the signature over it verified, is the holder claim read.
     try:
-        holder = credential.holder()
+        holder = read_holder(credential.payload, credential.holder_at)
     except DecodeError as exc:
         raise bad_encoding(exc, "holder data") from None
-    status: StatusCheck = trust.status(credential.status.uri, credential.status.index, now=now_ts)
+    status: StatusCheck = trust.status(credential.status_uri, credential.status_index, now=now_ts)
     return VerifiedCard(
         evidence=evidence,
         card_number=holder.card_number,

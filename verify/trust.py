@@ -119,6 +119,11 @@ class SignerKey:
     not_after: int
     #: The private-key usage period, when the certificate states one.
     usage: tuple[int, int] | None
+    #: Whether the key is on P-256, so it may check ES256 signatures (RFC 9053 §2.1).
+    p256: bool = field(init=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "p256", isinstance(self.public_key.curve, ec.SECP256R1))
 
     @classmethod
     def of(
@@ -305,6 +310,34 @@ class TrustStore:
         raise UntrustedSignerError(
             f"the signer certificate {candidates[0].kid.hex()} is outside its validity"
         )
+
+    def document_signer(
+        self, key_id: bytes | None, purpose: Purpose, *, signed_at: int, now: int
+    ) -> SignerKey:
+        """`check_fresh`, `signer` and `check_usage` in one call (the QR verifier's hot path):
+        the key that may have signed a `purpose` document dated `signed_at`, at `now` (both
+        epoch seconds).
+
+        Raises:
+            StaleTrustError, UnknownKeyError, WrongPurposeError, UntrustedSignerError: as
+                those three methods, in that order.
+        """
+        if now > self._fresh_until:
+            self.check_fresh(now)
+        candidates = self._signers.get(key_id) if key_id is not None else None
+        if candidates is not None and len(candidates) == 1:
+            # The usual case, inline: one certificate under this kid, and it passes.
+            key = candidates[0]
+            usage, skew = key.usage, self.skew
+            if (
+                key.purpose is purpose
+                and key.not_before <= now <= key.not_after
+                and (usage is None or usage[0] - skew <= signed_at <= usage[1] + skew)
+            ):
+                return key
+        key = self.signer(key_id, purpose, now=now)  # names the failure, or finds the key
+        self.check_usage(key, signed_at)
+        return key
 
     def check_usage(self, key: SignerKey, signed_at: int) -> None:
         """Raise `UntrustedSignerError` when a document dated `signed_at` falls outside the

@@ -67,38 +67,39 @@ def decode(text: str) -> bytes:
         raise DecodeError(f"Base45 input must be text, not {type(text).__name__}")
     if not text.isascii():
         raise DecodeError("Base45 text contains a non-ASCII character")
-    groups, tail = divmod(len(text), 3)
+    groups = len(text) // 3
+    span = 3 * groups
+    tail = len(text) - span
     if tail == 1:
         raise DecodeError(f"Base45 text of length {len(text)} cannot be decoded (length % 3 == 1)")
     digits = text.encode("ascii").translate(_DIGITS)
     bad = digits.find(_INVALID)
     if bad >= 0:
         raise DecodeError(f"invalid Base45 character {text[bad]!r} at position {bad}")
-    out = bytearray(2 * groups + (tail == 2))
+    size = 2 * groups
+    out = bytearray(size + (tail >> 1))
     if groups:
-        _decode_groups(digits, groups, out)
+        if groups <= _MASK_GROUPS:
+            low_mask, top_mask = _LOW_MASK, _TOP_MASK
+        else:
+            low_mask = int.from_bytes(b"\x00\x00\xff" * groups, "big")
+            top_mask = low_mask << 16
+        lanes = int.from_bytes(digits[:span] if tail else digits, "big")
+        values = (
+            ((lanes >> 16) & low_mask) + 45 * ((lanes >> 8) & low_mask) + 2025 * (lanes & low_mask)
+        )
+        raw = values.to_bytes(span, "big")
+        if values & top_mask:
+            first = next(i for i in range(groups) if raw[3 * i])
+            raise DecodeError(
+                f"the Base45 group at position {3 * first} encodes a value above 65535"
+            )
+        # Each lane is [0, high byte, low byte]: the output is the last two bytes of each.
+        out[0:size:2] = raw[1::3]
+        out[1:size:2] = raw[2::3]
     if tail:
         value = digits[-2] + 45 * digits[-1]
         if value > 0xFF:
             raise DecodeError("the final Base45 pair encodes a value above 255")
         out[-1] = value
     return bytes(out)
-
-
-def _decode_groups(digits: bytes, groups: int, out: bytearray) -> None:
-    span = 3 * groups
-    if groups <= _MASK_GROUPS:
-        low_mask, top_mask = _LOW_MASK, _TOP_MASK
-    else:
-        low_mask = int.from_bytes(b"\x00\x00\xff" * groups, "big")
-        top_mask = low_mask << 16
-    lanes = int.from_bytes(digits[:span], "big")
-    values = ((lanes >> 16) & low_mask) + 45 * ((lanes >> 8) & low_mask) + 2025 * (lanes & low_mask)
-    if values & top_mask:
-        raw = values.to_bytes(span, "big")
-        first = next(i for i in range(groups) if raw[3 * i])
-        raise DecodeError(f"the Base45 group at position {3 * first} encodes a value above 65535")
-    raw = values.to_bytes(span, "big")
-    # Each lane is [0, high byte, low byte]: the output is the last two bytes of every lane.
-    out[0 : 2 * groups : 2] = raw[1::3]
-    out[1 : 2 * groups : 2] = raw[2::3]

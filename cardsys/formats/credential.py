@@ -58,9 +58,11 @@ A COSE_Sign1 by the device key with protected header `{1: -7, 16: REFRESH_TYPE}`
 `{1: time, 2: the current credential}`. The content type keeps it from ever being taken for a
 presentation proof, and vice versa.
 
-Parsing rules (every failure a `DecodeError`): sizes capped (`MAX_*`); envelopes decoded with
-the bounded decoder of `cardsys.formats.cbor`; exactly the fields above, with their types;
-no other claims; text fields bounded; the holder claim is parsed only on request
+Parsing rules (every failure a `DecodeError`): sizes capped (`MAX_*`); credentials and
+presentations are read by `cardsys.formats.canonical` (the verifier's hot path: the canonical
+form only, every head shortest, no general CBOR decoder), a non-canonical COSE envelope by the
+bounded decoder of `cardsys.formats.cbor`; exactly the fields above, with their types; no
+other claims; text fields bounded; the holder claim is parsed only on request
 (`Credential.holder()`), so a verifier reports nothing about holder data before it has
 checked the signature over it.
 """
@@ -68,7 +70,6 @@ checked the signature over it.
 from __future__ import annotations
 
 import hashlib
-import struct
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date, datetime
@@ -77,12 +78,23 @@ from typing import Any, Final
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from cardsys.errors import DecodeError, SignatureError, ValidationError
 from cardsys.formats import cbor, cwt
-from cardsys.formats.cose import ALG, KID, TYP, CoseAlgorithm, Sign1, sig_structure, sign1
+from cardsys.formats.canonical import (
+    MAX_CREDENTIAL,
+    MAX_NONCE,
+    MAX_PRESENTATION,
+    MAX_SCHEMES,
+    MAX_TEXT,
+    PROOF_PROTECTED,
+    der_signature,
+    read_credential,
+    read_holder,
+    read_presentation,
+)
+from cardsys.formats.cose import ALG, KID, TYP, CoseAlgorithm, Sign1, sign1
 from cardsys.pki import Algorithm
 
 __all__ = [
@@ -110,13 +122,7 @@ __all__ = [
 
 #: The private claim holding the holder data (RFC 8392 §9.1: below -65536 is private use).
 HOLDER: Final = -65537
-#: Largest credential accepted or issued, in bytes (long CJK names fit with room to spare).
-MAX_CREDENTIAL: Final = 1536
-#: Largest presentation body accepted (a version-40 QR at level M holds about 2,260 bytes).
-MAX_PRESENTATION: Final = 2048
 _MAX_REFRESH: Final = MAX_CREDENTIAL + 256
-#: The only protected header a presentation proof may have: {1: -7}.
-PROOF_PROTECTED: Final = b"\xa1\x01\x26"
 #: Content type of a refresh request's protected header.
 REFRESH_TYPE: Final = "application/cardsys-refresh+cbor"
 
@@ -124,42 +130,14 @@ REFRESH_TYPE: Final = "application/cardsys-refresh+cbor"
 H_CARD, H_SURNAME, H_GIVEN, H_SEX, H_BIRTH, H_REGION, H_SCHEMES, H_PHOTO = range(1, 9)
 # Proof payload keys.
 P_TIME, P_DIGEST, P_NONCE = 1, 2, 3
-_MAX_NONCE: Final = 64
 # COSE_Key labels and values (RFC 9052 §7.1, RFC 9053 §7.1.1).
 _KTY, _CRV, _X, _Y = 1, -1, -2, -3
 _KTY_EC2, _CRV_P256 = 2, 1
 _CNF_COSE_KEY: Final = 1
 _P256: Final = ec.SECP256R1()
-_ES256: Final = int(CoseAlgorithm.ES256)
-
-# The constant stretches of the canonical encodings (module docstring), as bytes.
-#: D2 84 | 4D A2 01 26 04 48: tag 18, array of 4, protected bstr(13) {1: -7, 4: bstr(8)}.
-_ENVELOPE: Final = b"\x84\x4d\xa2\x01\x26\x04\x48"
-#: cnf (8): {1: {1: 2, -1: 1, -2: bstr(32) ...
-_CNF_X: Final = b"\x08\xa1\x01\xa4\x01\x02\x20\x01\x21\x58\x20"
-#: ... -3: bstr(32)}}
-_CNF_Y: Final = b"\x22\x58\x20"
-#: status (65535): {"status_list": {"idx": ...
-_STATUS_IDX: Final = b"\x19\xff\xff\xa1\x6bstatus_list\xa2\x63idx"
-#: ... "uri": text}}
-_STATUS_URI: Final = b"\x63uri"
-#: the holder claim's key, -65537
-_HOLDER_KEY: Final = b"\x3a\x00\x01\x00\x00"
-#: a proof: array of 4, protected bstr(3) {1: -7}, unprotected {}
-_PROOF_HEAD: Final = b"\x84\x43\xa1\x01\x26\xa0"
-#: Sig_structure's opening: array of 4, "Signature1" (RFC 9052 §4.4)
-_SIG1: Final = b"\x84\x6aSignature1"
-#: ... and for a proof, followed by its protected bstr and the empty external_aad
-_SIG1_PROOF: Final = _SIG1 + b"\x43\xa1\x01\x26\x40"
 
 _ECDSA_SHA256: Final = ec.ECDSA(hashes.SHA256())
 _SEXES: Final = frozenset({"F", "M", "X"})
-_MAX_TEXT: Final = 256
-#: A text of _MAX_TEXT characters may take up to 4 bytes each in UTF-8.
-_MAX_TEXT_BYTES: Final = 4 * _MAX_TEXT
-_MAX_SCHEMES: Final = 16
-#: 9999-12-31T23:59:59Z: the last NumericDate a datetime can hold.
-_MAX_TIME: Final = 253402300799
 _DIGITS: Final = frozenset("0123456789")
 #: A card number's last character: ISO 7064 MOD 37,36 (cardsys.ids), a digit or a letter.
 _CHECK_CHARS: Final = frozenset("0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ")
@@ -186,7 +164,7 @@ class Holder:
         # Plain string tests, not regular expressions: this runs for every verified QR.
         for name in ("surname", "given_names"):
             value = getattr(self, name)
-            if not isinstance(value, str) or not value.strip() or len(value) > _MAX_TEXT:
+            if not isinstance(value, str) or not value.strip() or len(value) > MAX_TEXT:
                 raise ValidationError(f"the holder's {name.replace('_', ' ')} must be text")
         card = self.card_number
         if not (
@@ -206,8 +184,8 @@ class Holder:
             raise ValidationError("the holder's region must be 6 digits")
         if not isinstance(self.birth_date, date):
             raise ValidationError("the holder's birth date must be a date")
-        if len(self.schemes) > _MAX_SCHEMES:
-            raise ValidationError(f"at most {_MAX_SCHEMES} insurance schemes")
+        if len(self.schemes) > MAX_SCHEMES:
+            raise ValidationError(f"at most {MAX_SCHEMES} insurance schemes")
         for scheme in self.schemes:
             if not (
                 isinstance(scheme, str)
@@ -299,7 +277,11 @@ class Credential:
 
     def holder(self) -> Holder:
         """The holder data. Raises `DecodeError` when the claim is malformed."""
-        return _read_holder(self.holder_claim)
+        fields = read_holder(self.holder_claim)
+        try:
+            return Holder(*fields)
+        except ValidationError as exc:  # the reader checks every rule Holder checks
+            raise DecodeError(f"the holder data is malformed: {exc}") from None
 
     def device_key(self) -> ec.EllipticCurvePublicKey:
         """The device's public key. Raises `DecodeError` for a static credential or a key
@@ -343,11 +325,8 @@ def _verify_es256(
     # `Sign1.verify`'s per-call dispatch; the Sig_structure is cut from the bytes received.
     if not isinstance(public_key.curve, ec.SECP256R1) or len(signature) != 64:
         raise SignatureError("an ES256 signature is 64 bytes, checked with a P-256 key")
-    der = encode_dss_signature(
-        int.from_bytes(signature[:32], "big"), int.from_bytes(signature[32:], "big")
-    )
     try:
-        public_key.verify(der, to_be_signed, _ECDSA_SHA256)
+        public_key.verify(der_signature(signature), to_be_signed, _ECDSA_SHA256)
     except InvalidSignature:
         raise SignatureError("the signature does not verify with this key") from None
 
@@ -454,189 +433,22 @@ def decode_credential(data: bytes) -> Credential:
             exactly the documented ones in deterministic encoding.
     """
     data = cbor.as_bytes(data)
-    if len(data) > MAX_CREDENTIAL:
-        raise DecodeError(f"a credential is at most {MAX_CREDENTIAL} bytes")
-    try:
-        return _read_credential(data)
-    except IndexError:  # the reader indexes freely; running off the end means truncated
-        raise DecodeError("the credential is truncated") from None
-
-
-def _read_credential(data: bytes) -> Credential:
-    to_be_signed, kid, payload, signature = _credential_envelope(data)
-    head = payload[0]
-    if head != 0xA8 and head != 0xA7:
-        raise DecodeError("the credential's claims must be a map of 7 or 8 claims")
-    (issuer, subject), pos = _texts(payload, 1, 2, first_key=1)  # iss (1), sub (2)
-    times = _TIMES.unpack_from(payload, pos)
-    if times[0] != b"\x04\x1a" or times[2] != b"\x05\x1a" or times[4] != b"\x06\x1a":
-        raise DecodeError("exp, nbf and iat must follow sub, as 32-bit NumericDates")
-    pos += _TIMES.size
-    device: tuple[bytes, bytes] | None = None
-    if head == 0xA8:
-        pos = _expect(payload, pos, _CNF_X, "cnf")
-        x = payload[pos : pos + 32]
-        pos = _expect(payload, pos + 32, _CNF_Y, "cnf")
-        y = payload[pos : pos + 32]
-        pos += 32
-        device = (x, y)
-    index, pos = _uint(payload, _expect(payload, pos, _STATUS_IDX, "status"))
-    uri, pos = _tstr(payload, _expect(payload, pos, _STATUS_URI, "status uri"))
-    pos = _expect(payload, pos, _HOLDER_KEY, "holder")
-    if not uri or not issuer or not subject or (device is not None and len(device[1]) != 32):
-        raise DecodeError("the credential's iss, sub, cnf or status uri is empty or truncated")
+    fields = read_credential(data)
+    point = fields.device_point
     return Credential(
         raw=data,
-        kid=kid,
-        signed=(to_be_signed, signature),
-        payload=payload,
-        issuer=issuer,
-        subject=subject,
-        issued_at=times[5],
-        not_before=times[3],
-        expires=times[1],
-        status=StatusRef(uri, index),
-        device_point=device,
-        holder_claim=payload[pos:],
+        kid=fields.kid,
+        signed=(fields.to_be_signed, fields.signature),
+        payload=fields.payload,
+        issuer=fields.issuer,
+        subject=fields.subject,
+        issued_at=fields.issued_at,
+        not_before=fields.not_before,
+        expires=fields.expires,
+        status=StatusRef(fields.status_uri, fields.status_index),
+        device_point=None if point is None else (point[1:33], point[33:]),
+        holder_claim=fields.payload[fields.holder_at :],
     )
-
-
-def _credential_envelope(data: bytes) -> tuple[bytes, bytes, bytes, bytes]:
-    """(Sig_structure, kid, payload, signature) of the credential's COSE_Sign1.
-
-    Ours has one exact form, read without a CBOR decoder: D2 84 4D <A2 01 26 04 48 kid> A0
-    <bstr payload> 58 40 <r||s>. Anything else (untagged, kid unprotected, ...) goes through
-    the general `Sign1.decode`, and must still be ES256 with a kid.
-    """
-    pos = 1 if data[0] == 0xD2 else 0
-    if data[pos : pos + 7] == _ENVELOPE and data[pos + 15] == 0xA0:
-        payload, end = _bstr(data, pos + 16)
-        if data[end : end + 2] == b"\x58\x40" and len(data) == end + 66:
-            # Sig_structure = ["Signature1", protected, h'', payload]: the protected and the
-            # payload byte strings, heads included, are slices of what we received.
-            to_be_signed = _SIG1 + data[pos + 1 : pos + 15] + b"\x40" + data[pos + 16 : end]
-            return to_be_signed, data[pos + 7 : pos + 15], payload, data[end + 2 :]
-    message = Sign1.decode(data, max_size=MAX_CREDENTIAL)
-    if message.alg != _ES256 or message.kid is None:
-        raise DecodeError("a credential is signed with ES256 and names its signer (kid)")
-    to_be_signed = sig_structure(message.protected_bytes, b"", message.payload)
-    return to_be_signed, message.kid, message.payload, message.signature
-
-
-def _read_holder(data: bytes) -> Holder:
-    try:
-        head = data[0]
-        if head != 0xA7 and head != 0xA8:
-            raise DecodeError("the holder claim must be a map of 7 or 8 fields")
-        # card number, surname, given names, sex, birth date, region: keys 1 to 6
-        fields, pos = _texts(data, 1, 6, first_key=1)
-        count, pos = _arg(data, _expect(data, pos, b"\x07", "holder schemes"), 4)
-        if count > _MAX_SCHEMES:
-            raise DecodeError(f"at most {_MAX_SCHEMES} insurance schemes")
-        schemes, pos = _texts(data, pos, count)
-        photo = None
-        if head == 0xA8:
-            pos = _expect(data, pos, b"\x08\x58\x20", "holder photo digest")
-            photo, pos = data[pos : pos + 32], pos + 32
-    except IndexError:
-        raise DecodeError("the holder claim is truncated") from None
-    if pos != len(data):
-        raise DecodeError("the holder claim is truncated or has trailing bytes")
-    card, surname, given, sex, birth, region = fields
-    try:
-        if len(birth) != 10 or birth[4] != "-" or birth[7] != "-":
-            raise ValueError("not YYYY-MM-DD")
-        birth_date = date.fromisoformat(birth)
-        return Holder(card, surname, given, sex, birth_date, region, tuple(schemes), photo)
-    except (ValueError, ValidationError) as exc:  # a bad date, or Holder's own checks
-        raise DecodeError(f"the holder data is malformed: {exc}") from None
-
-
-# --- the canonical reader ------------------------------------------------------------------
-# Credentials, proofs and presentations are deterministic CBOR (RFC 8949 §4.2.1) of one fixed
-# shape, so the verifier reads them by walking that shape: every head in its shortest form,
-# every key the expected one in the expected order, texts valid UTF-8, nothing left over.
-# Each message therefore has exactly one accepted encoding, and no general CBOR decoder (tags,
-# nesting, allocation by declared length) ever sees the untrusted bytes of the hot path.
-# The readers index freely: callers turn IndexError (ran off the end) into DecodeError.
-
-_SHORTEST: Final = (24, 1 << 8, 1 << 16, 1 << 32)
-#: exp, nbf, iat: keys 4, 5, 6, each a 32-bit unsigned integer (head 0x1A), as 2036 needs.
-_TIMES: Final = struct.Struct(">2sI2sI2sI")
-
-
-def _arg(data: bytes, pos: int, major: int) -> tuple[int, int]:
-    """The argument of the head at `pos`, which must have `major` type and shortest form."""
-    initial = data[pos]
-    info = initial & 0x1F
-    if initial >> 5 != major or info > 27:
-        raise DecodeError(f"expected a CBOR item of major type {major} at byte {pos}")
-    if info < 24:
-        return info, pos + 1
-    end = pos + 1 + (1 << (info - 24))
-    if end > len(data):
-        raise DecodeError("truncated CBOR head")
-    value = int.from_bytes(data[pos + 1 : end], "big")
-    if value < _SHORTEST[info - 24]:
-        raise DecodeError("a CBOR head not in its shortest form (RFC 8949 §4.2.1)")
-    return value, end
-
-
-def _uint(data: bytes, pos: int) -> tuple[int, int]:
-    return _arg(data, pos, 0)
-
-
-def _bstr(data: bytes, pos: int) -> tuple[bytes, int]:
-    length, pos = _arg(data, pos, 2)
-    end = pos + length
-    if end > len(data):
-        raise DecodeError("truncated byte string")
-    return data[pos:end], end
-
-
-def _texts(
-    data: bytes, pos: int, count: int, *, first_key: int | None = None
-) -> tuple[list[str], int]:
-    """`count` consecutive text strings; with `first_key`, each is preceded by its one-byte
-    map key, counting up from `first_key`. (One loop, inline: this is the hot path.)"""
-    size = len(data)
-    texts = []
-    key = first_key
-    for _ in range(count):
-        if key is not None:
-            if data[pos] != key:
-                raise DecodeError(f"field {key} is missing or out of order")
-            pos += 1
-            key += 1
-        initial = data[pos]
-        if 0x60 <= initial < 0x78:  # a text under 24 bytes: the length is in the head
-            start = pos + 1
-            end = start + initial - 0x60
-        else:
-            length, start = _arg(data, pos, 3)
-            end = start + length
-            if length > _MAX_TEXT_BYTES:
-                raise DecodeError("a text field is too long")
-        if end > size:
-            raise DecodeError("a text field is truncated")
-        try:
-            texts.append(data[start:end].decode("utf-8"))
-        except UnicodeDecodeError:
-            raise DecodeError("a text field is not valid UTF-8") from None
-        pos = end
-    return texts, pos
-
-
-def _tstr(data: bytes, pos: int) -> tuple[str, int]:
-    texts, pos = _texts(data, pos, 1)
-    return texts[0], pos
-
-
-def _expect(data: bytes, pos: int, constant: bytes, what: str) -> int:
-    end = pos + len(constant)
-    if data[pos:end] != constant:
-        raise DecodeError(f"the {what} field is missing or not in its canonical form")
-    return end
 
 
 # --- presentations -------------------------------------------------------------------------
@@ -664,8 +476,8 @@ def encode_presentation(
         raise ValidationError("the proof time is a non-negative integer of seconds")
     payload: dict[int, Any] = {P_TIME: time, P_DIGEST: hashlib.sha256(credential).digest()}
     if nonce is not None:
-        if not isinstance(nonce, bytes) or not 0 < len(nonce) <= _MAX_NONCE:
-            raise ValidationError(f"a nonce is 1 to {_MAX_NONCE} bytes")
+        if not isinstance(nonce, bytes) or not 0 < len(nonce) <= MAX_NONCE:
+            raise ValidationError(f"a nonce is 1 to {MAX_NONCE} bytes")
         payload[P_NONCE] = nonce
     proof = sign1(cbor.dumps(payload), sign=sign, alg=Algorithm.ES256, kid=None)
     return cbor.dumps([credential, proof.encode(tag=False)])
@@ -679,42 +491,7 @@ def decode_presentation(body: bytes) -> Presentation:
     Raises:
         DecodeError: anything but `[bstr, bstr]` with a proof of exactly the documented form.
     """
-    body = cbor.as_bytes(body)
-    if len(body) > MAX_PRESENTATION:
-        raise DecodeError(f"a presentation is at most {MAX_PRESENTATION} bytes")
-    try:
-        return _read_presentation(body)
-    except IndexError:
-        raise DecodeError("the presentation is truncated") from None
-
-
-def _read_presentation(body: bytes) -> Presentation:
-    if body[0] != 0x82:
-        raise DecodeError("a presentation is an array of two byte strings")
-    credential, pos = _bstr(body, 1)
-    proof, pos = _bstr(body, pos)
-    if pos != len(body):
-        raise DecodeError("trailing bytes after the presentation")
-    payload, pos = _bstr(proof, _expect(proof, 0, _PROOF_HEAD, "proof header"))
-    signed = _SIG1_PROOF + proof[6:pos]
-    if proof[pos : pos + 2] != b"\x58\x40" or len(proof) != pos + 66:
-        raise DecodeError("the proof's signature must be 64 bytes and end the proof")
-    head = payload[0]
-    if (head != 0xA2 and head != 0xA3) or payload[1] != 0x01:
-        raise DecodeError("a proof payload holds time (1), digest (2) and optionally nonce (3)")
-    time, pos = _uint(payload, 2)
-    digest = payload[pos + 3 : pos + 35]
-    if time > _MAX_TIME or payload[pos : pos + 3] != b"\x02\x58\x20" or len(digest) != 32:
-        raise DecodeError("the proof's time or digest is malformed")
-    pos += 35
-    nonce = None
-    if head == 0xA3:
-        nonce, pos = _bstr(payload, _expect(payload, pos, b"\x03", "proof nonce"))
-        if not 0 < len(nonce) <= _MAX_NONCE:
-            raise DecodeError(f"the proof nonce must be 1 to {_MAX_NONCE} bytes")
-    if pos != len(payload):
-        raise DecodeError("the proof payload has trailing bytes")
-    return Presentation(credential, payload, signed, proof[-64:], time, digest, nonce)
+    return Presentation(*read_presentation(cbor.as_bytes(body)))
 
 
 # --- refresh requests ------------------------------------------------------------------------

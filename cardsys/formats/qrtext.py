@@ -72,9 +72,12 @@ def decode(text: str, *, prefixes: Collection[str], max_body: int) -> tuple[str,
     if not isinstance(text, str):
         raise DecodeError(f"QR text must be a string, not {type(text).__name__}")
     text = text.strip(_SURROUNDING)
-    # The longest matching prefix, so overlapping prefixes cannot depend on set order.
-    prefix = max((p for p in prefixes if p and text.startswith(p)), key=len, default=None)
-    if prefix is None:
+    # The longest matching prefix, so overlapping prefixes cannot depend on their order.
+    prefix = ""
+    for candidate in prefixes:
+        if len(candidate) > len(prefix) and text.startswith(candidate):
+            prefix = candidate
+    if not prefix:
         raise DecodeError("the QR text does not start with a known prefix")
     encoded = text[len(prefix) :]
     # Base45 turns 2 bytes into 3 characters: refuse oversize text before decoding it.
@@ -85,7 +88,7 @@ def decode(text: str, *, prefixes: Collection[str], max_body: int) -> tuple[str,
         raise DecodeError("the QR body is empty")
     if len(body) > max_body:
         raise DecodeError(f"the QR body is longer than {max_body} bytes")
-    if is_zlib(body):
+    if body[0] == 0x78 and is_zlib(body):
         body = inflate(body, max_body)
         if not body:
             raise DecodeError("the compressed QR body is empty")
