@@ -23,6 +23,7 @@ from werkzeug.exceptions import HTTPException, NotFound
 from cardsys.errors import CardsysError
 from web.api import problems
 from web.api.problems import Problem
+from web.api.routing import METHODS
 from web.security import csrf
 
 bp = Blueprint("api", __name__)
@@ -44,8 +45,7 @@ def _http_problem(error: HTTPException) -> Response:
     return problems.from_http(error)
 
 
-@bp.route("/<path:anything>", methods=["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE",
-                                       "OPTIONS", "TRACE"], provide_automatic_options=False)
+@bp.route("/<path:anything>", methods=list(METHODS), provide_automatic_options=False)
 def unknown(anything: str) -> Response:
     """Any other address under /api/v1: a problem document, not the site's HTML page."""
     raise NotFound(f"no API resource /api/v1/{anything}")

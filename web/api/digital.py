@@ -115,8 +115,13 @@ def provision(raw: Raw) -> Response:
     body = raw.body
     assert raw.key is not None
     assert raw.fingerprint is not None
-    _count_try(body["card_number"], raw.at.timestamp())
     scoped = hashlib.sha256(f"provision {body['card_number']} {raw.key}".encode()).hexdigest()
+    with transaction() as db:
+        earlier = idempotency.lookup(db, get_operator(db, SYSTEM_LOGIN).id, scoped,
+                                     raw.fingerprint)
+    if earlier is not None:  # a retry is answered, and is no new try for the throttle
+        return _answer(op, earlier.status, earlier.body, replayed=True)
+    _count_try(body["card_number"], raw.at.timestamp())
     claiming = _ClaimingDatabase(database(), scoped, raw.fingerprint, raw)
     try:
         issued = digital.provision(

@@ -99,6 +99,16 @@ def claim(
     return _replay(earlier, fingerprint)
 
 
+def lookup(db: Session, operator_id: int, key: str, fingerprint: str) -> Replay | None:
+    """The replay of an earlier request with this key, if there is one (no claim is made).
+
+    Raises:
+        Problem: as `claim`.
+    """
+    earlier = _find(db, operator_id, key)
+    return None if earlier is None else _replay(earlier, fingerprint)
+
+
 def settle(row: IdempotencyKey, status: int, body: dict[str, Any], secret: tuple[str, ...]
            ) -> None:
     """Record the response on the claim (inside the transaction of the change)."""

@@ -20,6 +20,7 @@ import json
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
+from urllib.parse import quote
 
 from flask import Response, current_app, request, url_for
 from werkzeug.exceptions import HTTPException
@@ -68,6 +69,8 @@ PROTOCOL: Final[Mapping[str, tuple[int, str]]] = {
     "unavailable": (503, "A service the request needs is not available."),
     "internal": (500, "The server could not finish the request. It has been logged."),
 }
+#: RFC 3986 `pchar` without the percent sign, and the slash.
+_PATH_SAFE: Final = "/:@!$&'()*+,;=-._~"
 _HTTP_CODES: Final[Mapping[int, str]] = {
     400: "bad_request", 404: "not_found", 405: "method_not_allowed", 413: "too_large",
     415: "unsupported_media_type", 503: "unavailable",
@@ -140,7 +143,8 @@ def respond(
         "title": titles[code][1] if code in titles else "Error",
         "status": status,
         "detail": detail,
-        "instance": request.path,
+        # Percent-encoded: the decoded path may hold characters a URI cannot.
+        "instance": quote(request.path, safe=_PATH_SAFE),
         "code": code,
         **(extra or {}),
     }

@@ -42,7 +42,7 @@ from web.api.problems import Problem
 from web.api.schema import Schema, validate
 from web.database import now, transaction
 
-METHODS: Final = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE")
+METHODS: Final = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE", "QUERY")
 OFFICE: Final = tokens.TOKEN_ROLES
 BEARER: Final = 'Bearer realm="cardsys"'
 _BEARER_HEADER: Final = re.compile(r"Bearer +([^\s]+)", re.IGNORECASE)
@@ -137,6 +137,9 @@ class Operation:
     errors: tuple[int, ...] = ()
     #: The challenge of a 401 (the bearer token, or for provisioning the activation code).
     challenge: str = BEARER
+    #: Runs after the checks and before the transaction (work that opens its own, which
+    #: must not wait on ours: SQLite has one writer).
+    prepare: Callable[[datetime], None] | None = None
 
     @property
     def flask_rule(self) -> str:
@@ -227,6 +230,8 @@ def _run(op: Operation, args: Mapping[str, str]) -> Response:
     assert op.handler is not None
     assert signed is not None
     operator_id, token = signed
+    if op.prepare is not None:
+        op.prepare(at)
     with transaction() as db:
         actor = db.get(Operator, operator_id)
         assert actor is not None

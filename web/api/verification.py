@@ -10,6 +10,7 @@ request.
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import cast
 
 from flask import current_app
@@ -26,16 +27,19 @@ def _terminal() -> TerminalState:
     return cast(TerminalState, current_app.extensions["cardsys_terminal"])
 
 
+def _sync_if_due(at: datetime) -> None:
+    # Before the request's transaction: the sync reads the database in its own.
+    _terminal().sync_if_due(at)
+
+
 @operation(
     method="POST", path="/verify/qr", operation_id="verifyQr", tag="verification",
-    response="Verdict",
+    response="Verdict", prepare=_sync_if_due,
     summary="Verify the text of a scanned QR (a phone's presentation `SSP1:` or a card's "
             "`SSC1:`) as the app's terminal does, offline, against its synced trust.",
     body=closed(["text"], text=string(min_length=1, max_length=MAX_TEXT,
                                       description="What the scanner read.")),
 )
 def verify_qr(call: Call) -> Reply:
-    terminal = _terminal()
-    terminal.sync_if_due(call.at)
-    verdict = terminal.verify(call.body["text"], call.at)
+    verdict = _terminal().verify(call.body["text"], call.at)
     return Reply(200, verdict.as_dict())

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import pytest
 from flask import Flask
@@ -170,7 +171,7 @@ def problem(response: TestResponse, status: int, code: str | None = None) -> dic
     assert body["type"] == f"/api/v1/problems/{body['code']}"
     assert body["title"]
     assert body["detail"]
-    assert body["instance"] == response.request.path
+    assert body["instance"] == quote(response.request.path, safe="/:@!$&'()*+,;=-._~")
     if code is not None:
         assert body["code"] == code, body
     return body
