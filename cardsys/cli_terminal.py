@@ -8,6 +8,10 @@ skew, status list age, the unknown-status policy) come from the settings (`CARDS
 
 The replay cache of the presentation window is kept in `DIR/replay.json` between runs (under
 a file lock), so the same QR shown twice at this terminal is refused even from the CLI.
+
+`terminal serve --trust DIR [--sync-from URL]` serves the terminal page alone on a counter PC
+(`web.terminal_app`: no database), verifying offline and syncing in the background; it shares
+`DIR/replay.json` with `verify qr`.
 """
 
 from __future__ import annotations
@@ -87,6 +91,36 @@ def terminal_show(app: App, directory: Path) -> None:
     now = now_utc()
     store = TrustStore.load(directory, now=now, policy=_policy(app))
     click.echo(json.dumps(store.describe(now), indent=2, sort_keys=True))
+
+
+@terminal_group.command("serve")
+@click.option("--trust", "directory", required=True, type=_DIRECTORY,
+              help="The terminal directory (terminal init, then synced).")
+@click.option("--sync-from", "source", default=None,
+              help="The agency's URL (http(s)://host[:port]) or a directory to sync from in "
+                   "the background; without it the terminal verifies offline only.")
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8100, show_default=True, type=click.IntRange(1, 65535))
+@click.option("--sync-every", default=300, show_default=True, type=click.IntRange(10, 86400),
+              help="Seconds between background syncs.")
+@pass_app
+def terminal_serve(app: App, directory: Path, source: str | None, host: str, port: int,
+                   sync_every: int) -> None:
+    """Serve the terminal page alone (no database): scan, verify offline, sync when online."""
+    # The web layer is imported here only: the other terminal commands need no Flask.
+    from web.terminal.setup import serve, terminal_app
+
+    if not (directory / "root.pem").is_file():
+        raise ValidationError(f"{directory} has no pinned root: run `cardsys terminal init` first")
+    settings = app.settings
+
+    def build() -> Any:
+        return terminal_app(directory, sync_from=source, settings=settings,
+                            test_config={"TERMINAL_SYNC_SECONDS": float(sync_every)})
+
+    click.echo(f"terminal on http://{host}:{port}/terminal/  (trust {directory}"
+               + (f", syncing from {source}" if source else ", offline only") + ")")
+    serve(build, host=host, port=port)
 
 
 def _numbers(numbers: tuple[int, ...]) -> str:

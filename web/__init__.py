@@ -1,14 +1,15 @@
 """The cardsys web application: `create_app()` builds it, one blueprint per area.
 
     office/    the issuance office (operators in a browser)
-    portal/    the resident's phone (built by a later part of the web issue)
-    terminal/  the counter PC that verifies cards (later)
-    api/       JSON for every lifecycle operation (later)
-    public/    the landing page, health check, and later trust list and status lists
+    portal/    the resident's phone: activation and the live presentation QR
+    terminal/  the counter PC that verifies cards (also alone: `terminal_app`, no database)
+    api/       JSON for every lifecycle operation
+    public/    the landing page, health check, trust list, status lists and root certificate
 
 The frame around the blueprints lives here and in its helper modules: settings and the one
 `Database` per app (`web.database`), secret key, cookies, headers and CSRF (`web.security`),
-languages (`web.i18n`), cache-busted static files (`web.assets`), error pages (`web.errors`).
+languages (`web.i18n`), cache-busted static files (`web.assets`), error pages (`web.errors`),
+status lists republished after changes (`web.publication`).
 `scripts/run` serves `web:create_app()` with gunicorn.
 """
 
@@ -33,6 +34,13 @@ DEFAULTS: dict[str, Any] = {
     "BABEL_DEFAULT_LOCALE": "zh_Hans",
     "BABEL_DEFAULT_TIMEZONE": "Asia/Shanghai",
 }
+
+
+def terminal_app(*args: Any, **kwargs: Any) -> Flask:
+    """A terminal alone, with no database (see `web.terminal.setup.terminal_app`)."""
+    from web.terminal.setup import terminal_app as build
+
+    return build(*args, **kwargs)
 
 
 def _utc_now() -> datetime:
@@ -70,6 +78,12 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     assets.init_app(app)
     errors.init_app(app)
     templating.init_app(app)
+    # Status lists republished after changes (W2), and the app's own terminal directory.
+    from web import publication
+    from web.terminal import setup as terminal_setup
+
+    publication.init_app(app, settings)
+    terminal_setup.install(app, app.extensions["cardsys_db"], settings)
 
     app.register_blueprint(public_bp)
     app.register_blueprint(office_bp, url_prefix="/office")

@@ -76,6 +76,12 @@ def _render(code: int, title: str, message: str) -> tuple[Response | str, int]:
         response = Response(status=code, mimetype="application/problem+json")
         response.set_data(json.dumps(problem, ensure_ascii=False))
         return response, code
+    if request.path.startswith("/public/"):
+        # What terminals and caches fetch gets no HTML page: that page opens a session for
+        # its forms, and nothing under /public/ may set a cookie.
+        response = Response(f"{title}\n", status=code, mimetype="text/plain")
+        response.headers["Cache-Control"] = "no-store"
+        return response, code
     return render_template("error.html", code=code, title=title, message=message), code
 
 

@@ -19,6 +19,7 @@ from babel.messages.mofile import write_mo
 from babel.messages.pofile import read_po
 from flask import Flask, current_app, request
 from flask_babel import Babel  # type: ignore[import-untyped]
+from werkzeug.wrappers import Response
 
 from cardsys.config import Settings
 
@@ -41,6 +42,14 @@ def init_app(app: Flask, settings: Settings) -> None:
     @app.context_processor
     def languages() -> dict[str, object]:
         return {"LANGUAGES": LANGUAGES, "current_language": select_locale()}
+
+
+def remember(response: Response, chosen: str, *, secure: bool) -> None:
+    """Set the language cookie on `response` (`chosen` must be one of `LANGUAGES`)."""
+    if chosen not in LANGUAGES:
+        raise ValueError(f"unknown language {chosen!r}")
+    response.set_cookie(COOKIE, chosen, max_age=COOKIE_MAX_AGE, httponly=True, samesite="Lax",
+                        secure=secure, path="/")
 
 
 def select_locale() -> str:

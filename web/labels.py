@@ -16,6 +16,7 @@ from flask_babel import lazy_gettext as _l
 from cardsys.errors import (
     ActiveCardExistsError,
     AuthenticationError,
+    CardNotActiveError,
     CardsysError,
     ConflictError,
     DuplicateError,
@@ -33,7 +34,8 @@ from cardsys.errors import (
     ValidationError,
 )
 from cardsys.lifecycle import Action, CardKind, CardStatus, Reason
-from cardsys.models import Role, Sex
+from cardsys.models import Role, Sex, SignerStatus
+from cardsys.pki import Purpose
 
 STATUS: dict[CardStatus, Any] = {
     CardStatus.APPLIED: _l("applied"),
@@ -82,6 +84,19 @@ KIND: dict[CardKind, Any] = {
     CardKind.DIGITAL: _l("digital card"),
 }
 
+PURPOSE: dict[Purpose, Any] = {
+    Purpose.CHIP_DOCUMENT: _l("chip documents"),
+    Purpose.CREDENTIAL: _l("digital credentials"),
+    Purpose.STATUS_LIST: _l("status lists"),
+    Purpose.TRUST_LIST: _l("trust list"),
+    Purpose.AUDIT: _l("audit checkpoints"),
+}
+SIGNER_STATUS: dict[SignerStatus, Any] = {
+    SignerStatus.ACTIVE: _l("signing"),
+    SignerStatus.RETIRED: _l("retired (still verifies)"),
+    SignerStatus.REVOKED: _l("revoked"),
+}
+
 #: Most specific first: the first class the error is an instance of gives the sentence.
 ERRORS: tuple[tuple[type[CardsysError], Any], ...] = (
     (InvalidIdNumberError, _l("The ID number is not valid.")),
@@ -103,6 +118,8 @@ ERRORS: tuple[tuple[type[CardsysError], Any], ...] = (
                                "it instead.")),
     (ReviewPendingError, _l("The resident is flagged as a possible duplicate: a supervisor "
                             "must clear the review first.")),
+    (CardNotActiveError, _l("The card is not active: activation codes and printed card codes "
+                            "are made for active cards only.")),
     (IllegalTransitionError, _l("This action is not possible in the card's current state.")),
     (LimitExceededError, _l("A limit would be exceeded.")),
 )

@@ -25,6 +25,8 @@ def init_app(app: Flask) -> None:
     app.add_template_global(lambda role: labels.ROLE[role], "role_label")
     app.add_template_global(lambda sex: labels.SEX[sex], "sex_label")
     app.add_template_global(lambda kind: labels.KIND[kind], "kind_label")
+    app.add_template_global(lambda purpose: labels.PURPOSE[purpose], "purpose_label")
+    app.add_template_global(lambda state: labels.SIGNER_STATUS[state], "signer_status_label")
     app.jinja_env.globals["sexes"] = list(Sex)
 
     @app.context_processor

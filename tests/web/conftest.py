@@ -5,6 +5,11 @@ not in the migrations yet). A template database is seeded once per session throu
 services (`tests.factories`): offices A and B, each with a clerk, two supervisors and an
 auditor, a resident and a card; every test gets its own copy. All operators share one password
 hash, so argon2 runs once at seeding and once per login.
+
+The template also holds a development PKI made by the key ceremony with an in-memory key store
+(`keys.ephemeral`, kept for the session; the apps sign through it via `CARDSYS_SIGNERS`), a
+third resident of office A with an ACTIVE chip card (for digital cards), and the status lists
+as published.
 """
 
 from __future__ import annotations
@@ -28,8 +33,20 @@ from cardsys.config import load_settings
 from cardsys.db import Database
 from cardsys.lifecycle import CardStatus
 from cardsys.models import Base, Operator
-from issuance import operators
-from tests.factories import NOW, Staff, make_card, make_office, make_resident
+from cardsys.pki import Purpose, Signer
+from issuance import operators, status
+from keys import ceremony
+from keys.ephemeral import EphemeralKeyStore
+from tests.factories import (
+    DEFAULT_BIRTH,
+    NOW,
+    Staff,
+    make_admin,
+    make_card,
+    make_office,
+    make_resident,
+)
+from verify.trust import TrustStore
 from web import create_app
 
 PASSWORD = "correct horse battery staple"
@@ -49,6 +66,11 @@ class World:
     card_b: str
     name_a: str
     name_b: str
+    #: Office A's resident with an ACTIVE chip card, for digital cards.
+    active_resident: str
+    active_card: str
+    active_birth: str
+    active_name: str
 
 
 class Clock:
@@ -62,6 +84,17 @@ class Clock:
 
     def advance(self, **delta: float) -> None:
         self.now += timedelta(**delta)
+
+
+#: Where every test's clock starts (the template's status lists are published a minute before).
+START = NOW + timedelta(days=1)
+#: The development PKI's keys, in memory for the whole session (the template names them).
+KEYS = EphemeralKeyStore()
+
+
+def signers(session: Any, purpose: Purpose, now: datetime) -> Signer:
+    """The apps' signer source: the ceremony's active signer, from the in-memory store."""
+    return ceremony.active_signer(session, KEYS, purpose, now)
 
 
 @pytest.fixture(scope="session")
@@ -81,14 +114,30 @@ def seeded(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, World]:
                                  given_names="Wei", region="310104")
         card_a = make_card(session, a, holder_a, settings=settings, status=CardStatus.APPLIED)
         card_b = make_card(session, b, holder_b, settings=settings, status=CardStatus.APPLIED)
+        ceremony.ensure_development_pki(session, KEYS, make_admin(session), settings=settings,
+                                        now=NOW - timedelta(days=1))
+        holder_c = make_resident(session, a.clerk_in(session), 3, surname="Chen",
+                                 given_names="Jing")
+        active = make_card(session, a, holder_c, settings=settings)
         hashed = operators.hash_password(PASSWORD)
         for operator in session.scalars(select(Operator).where(Operator.office_id.is_not(None))):
             operator.password_hash = hashed
         world = World(a=a, b=b, resident_a=holder_a.id_number, resident_b=holder_b.id_number,
                       card_a=card_a.number, card_b=card_b.number, name_a="Wang Fang",
-                      name_b="Li Wei")
+                      name_b="Li Wei", active_resident=holder_c.id_number,
+                      active_card=active.number, active_birth=DEFAULT_BIRTH.isoformat(),
+                      active_name="Chen Jing")
+    status.publish(database, now=START - timedelta(minutes=1), settings=settings,
+                   signers=signers)
     database.dispose()
     return path, world
+
+
+@pytest.fixture
+def signer_source() -> Any:
+    """The apps' signer source (a fixture: this module is also imported under another name
+    by the tests that import its helpers, and that copy holds no keys)."""
+    return signers
 
 
 @pytest.fixture
@@ -98,7 +147,7 @@ def world(seeded: tuple[Path, World]) -> World:
 
 @pytest.fixture
 def clock() -> Clock:
-    return Clock(NOW + timedelta(days=1))
+    return Clock(START)
 
 
 @pytest.fixture
@@ -116,6 +165,7 @@ def make_app(
             "CARDSYS": {"instance_path": tmp_path / "instance",
                         "database_url": f"sqlite:///{database}", **settings},
             "CARDSYS_CLOCK": clock,
+            "CARDSYS_SIGNERS": signers,
         })
         made.append(app)
         return app
@@ -181,3 +231,13 @@ def post(client: FlaskClient, path: str, data: dict[str, Any] | None = None,
     fields = {"csrf_token": csrf_token(client), "form_key": secrets.token_urlsafe(16),
               **(data or {})}
     return client.post(path, data=fields, **kwargs)
+
+
+def terminal_store(app: Flask) -> TrustStore:
+    """The app's own terminal, synced now from the app's public files."""
+    terminal = app.extensions["cardsys_terminal"]
+    now = app.config["CARDSYS_CLOCK"]()
+    with app.app_context():
+        terminal.sync(now)
+        store: TrustStore = terminal.store(now)
+    return store

@@ -42,7 +42,7 @@ class Route:
 def _office_routes() -> list[Route]:
     """The office routes of a freshly built app (its instance is a throw-away directory)."""
     instance = Path(tempfile.mkdtemp(prefix="cardsys-routes-"))
-    app = create_app({"CARDSYS": {"instance_path": instance}})
+    app = create_app({"TESTING": True, "CARDSYS": {"instance_path": instance}})
     routes = []
     for rule in app.url_map.iter_rules():
         if not rule.endpoint.startswith("office.") or rule.endpoint in PUBLIC:

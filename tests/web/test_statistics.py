@@ -39,18 +39,19 @@ def test_counts_are_right_and_scoped_to_the_office(app: Flask, world: World) -> 
         assert auditor is not None
         counts = count(session, auditor, today=NOW.date() + timedelta(days=1))
     by_status = dict(counts.by_status)
-    # Office A: the seeded application plus the four above; office B's card is not counted.
+    # Office A: the seeded application and active card plus the four above; office B's card
+    # is not counted.
     assert by_status[CardStatus.APPLIED] == 1
-    assert by_status[CardStatus.ACTIVE] == 2
+    assert by_status[CardStatus.ACTIVE] == 3
     assert by_status[CardStatus.REVOKED] == 1
     assert by_status[CardStatus.SUSPENDED] == 1
-    assert sum(by_status.values()) == 5
+    assert sum(by_status.values()) == 6
     assert dict(counts.revocations) == {Reason.STOLEN: 1}
-    assert dict(counts.by_region) == {"110101": 3, "110102": 2}
+    assert dict(counts.by_region) == {"110101": 4, "110102": 2}
     per_day = dict(counts.issued_per_day)
     assert len(per_day) == 30
-    assert per_day[NOW.date()] == 4
-    assert sum(per_day.values()) == 4
+    assert per_day[NOW.date()] == 5
+    assert sum(per_day.values()) == 5
     assert max(per_day) == NOW.date() + timedelta(days=1)
 
 

@@ -12,4 +12,12 @@ from flask import Blueprint
 
 bp = Blueprint("office", __name__)
 
-from web.office import audit, cards, residents, session, statistics  # noqa: E402, F401
+from web.office import (  # noqa: E402, F401
+    audit,
+    cards,
+    digital,
+    keys,
+    residents,
+    session,
+    statistics,
+)
