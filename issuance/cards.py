@@ -178,6 +178,24 @@ def approve(
     return card
 
 
+@dataclass(frozen=True)
+class CardDates:
+    """A card's issue and expiry dates, fixed once when it is personalized."""
+
+    issue: date
+    expiry: date
+
+    def __post_init__(self) -> None:
+        if self.expiry <= self.issue:
+            raise ValidationError(f"a card expiring {self.expiry} cannot be issued {self.issue}")
+
+
+def card_dates(now: datetime, settings: Settings) -> CardDates:
+    """The dates a card personalized at `now` gets: the one place they are computed."""
+    issue = now.date()
+    return CardDates(issue, add_years(issue, settings.card_validity_years))
+
+
 def personalize(
     session: Session,
     actor: Operator,
@@ -185,13 +203,20 @@ def personalize(
     *,
     now: datetime,
     settings: Settings,
+    dates: CardDates | None = None,
     chip: ChipRecord | None = None,
     expected_version: int | None = None,
 ) -> Card:
-    """Fix the card's dates (and, for a chip, what was written to it)."""
+    """Fix the card's dates (and, for a chip, what was written to it).
+
+    Args:
+        now: the moment of the step (its audit event and the status change).
+        dates: the card's dates when they were fixed earlier, e.g. by the bureau before it
+            wrote them onto the chip; `card_dates(now, settings)` when not given.
+    """
     _check_version(card, expected_version)
-    card.issue_date = now.date()
-    card.expiry_date = add_years(card.issue_date, settings.card_validity_years)
+    fixed = dates if dates is not None else card_dates(now, settings)
+    card.issue_date, card.expiry_date = fixed.issue, fixed.expiry
     details: dict[str, Any] = {"expiry": card.expiry_date.isoformat()}
     if chip is not None:
         card.chip_serial, card.sod_sha256 = chip.chip_serial, chip.sod_sha256

@@ -2,7 +2,8 @@
 
 For one card, `chip_holder` builds what the chip carries from the database (the resident, the
 portrait as a JPEG of at most `PORTRAIT_LIMIT` bytes, the card number, the dates from
-`card_dates`, and the card's status-list slot, which goes into the signed DG11), and
+`issuance.cards.card_dates`, and the card's status-list slot, which goes into the signed DG11),
+and
 `cardsys.chip.perso.prepare` adds a fresh Active Authentication key and the SOD signed by the
 active CHIP_DOCUMENT signer. The AA private key lives only in that in-memory value and on the
 chip: it is never stored, logged, put in an exception message or written to a batch file.
@@ -10,7 +11,7 @@ chip: it is never stored, logged, put in an exception message or written to a ba
 `Bureau.run(n)` is the batch of a bureau machine. For each of the next `n` approved cards of
 the operator's office, in order, skipping none:
 
-1. prepare (data, AA key, SOD);
+1. prepare (the card's dates, fixed here once; data, AA key, SOD);
 2. write the blank chip in the reader through APDUs (erased first, so a chip whose earlier
    writing was interrupted is simply re-used) and check that it answers INTERNAL
    AUTHENTICATE with the new key;
@@ -18,7 +19,8 @@ the operator's office, in order, skipping none:
    "lock pending" (`ChipPersonalization`, unique per card and per chip serial);
 4. LOCK the chip;
 5. finish the lifecycle step in one transaction: the record DONE, the card PERSONALIZED
-   (`issuance.cards.personalize`, whose audit event names the chip serial and SOD hash).
+   (`issuance.cards.personalize` with the recorded dates, the ones the chip holds; its audit
+   event, at the time of the step, names the chip serial and SOD hash).
 
 Resuming after a crash (a batch starts by finishing every "lock pending" record that its machine
 left in its office):
@@ -41,15 +43,18 @@ record closed with an audit event `card:chip:void` and no lifecycle step.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, MutableMapping
 from dataclasses import dataclass
 from datetime import date, datetime
+from typing import cast
 
-from sqlalchemy import exists, insert, select, update
+from sqlalchemy import Insert, Table, bindparam, exists, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, selectinload
 
 from cardsys import audit
@@ -60,7 +65,7 @@ from cardsys.chip.lds import ChipHolder
 from cardsys.chip.station import ChipPresence, ChipStation, Probe, ReaderStation
 from cardsys.config import Settings
 from cardsys.db import Database
-from cardsys.errors import ChipError, ConflictError, DuplicateError, ReaderError, ValidationError
+from cardsys.errors import ChipError, ConflictError, ReaderError, ValidationError
 from cardsys.lifecycle import Action, CardKind, CardStatus
 from cardsys.models import (
     Card,
@@ -72,6 +77,7 @@ from cardsys.models import (
 )
 from cardsys.pki import Signer, usage_period
 from issuance import cards, operators
+from issuance.cards import CardDates, card_dates
 
 __all__ = [
     "PORTRAIT_LIMIT",
@@ -105,24 +111,6 @@ SignerSource = Callable[[Session, datetime], Signer]
 
 
 # --- what the chip carries ---------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class CardDates:
-    """A card's issue and expiry dates, fixed once when its chip is written."""
-
-    issue: date
-    expiry: date
-
-
-def card_dates(now: datetime, settings: Settings) -> CardDates:
-    """The dates a card personalized at `now` gets: the one place they are computed.
-
-    They are the same `issuance.cards.personalize` sets for `now`, which the batch calls with
-    the recorded moment of writing; the chip's DG1 carries the expiry.
-    """
-    issue = now.date()
-    return CardDates(issue, cards.add_years(issue, settings.card_validity_years))
 
 
 def portrait_jpeg(photo: bytes, *, limit: int = PORTRAIT_LIMIT) -> bytes:
@@ -194,8 +182,15 @@ class HolderTemplate:
         )
 
 
-def holder_template(card: Card, settings: Settings) -> HolderTemplate:
-    """What the chip of `card` carries, from the database (see `chip_holder`)."""
+def holder_template(
+    card: Card, settings: Settings, portraits: MutableMapping[str, bytes] | None = None
+) -> HolderTemplate:
+    """What the chip of `card` carries, from the database (see `chip_holder`).
+
+    Args:
+        portraits: chip portraits already made, by the photo's SHA-256 (a photo is stored once
+            however many cards show it, so a batch reduces each one once); filled in here.
+    """
     if card.kind is not CardKind.PHYSICAL:
         raise ValidationError(f"card {card.number} is not a physical card")
     resident = card.resident
@@ -205,6 +200,12 @@ def holder_template(card: Card, settings: Settings) -> HolderTemplate:
         )
     if card.status_list is None or card.status_index is None:
         raise ValidationError(f"card {card.number} has no status-list slot")
+    photo = resident.photo
+    portrait = portraits.get(photo.sha256) if portraits is not None else None
+    if portrait is None:
+        portrait = portrait_jpeg(photo.content)
+        if portraits is not None:
+            portraits[photo.sha256] = portrait
     return HolderTemplate(
         card_number=card.number,
         surname=resident.surname,
@@ -214,7 +215,7 @@ def holder_template(card: Card, settings: Settings) -> HolderTemplate:
         id_number=resident.id_number,
         region=resident.region,
         schemes=tuple(resident.schemes.split()),
-        portrait=portrait_jpeg(resident.photo.content),
+        portrait=portrait,
         issuer=settings.issuer,
         status_list=card.status_list,
         status_index=card.status_index,
@@ -231,6 +232,47 @@ def chip_holder(card: Card, dates: CardDates, settings: Settings) -> ChipHolder:
 
 
 # --- the batch ----------------------------------------------------------------------------------
+
+# Core statements of the batch's journal, built once: they run twice a card, and an ORM unit of
+# work (or a statement rebuilt per call) costs several times the database's own work.
+_CARDS = cast(Table, Card.__table__)
+_RESIDENTS = cast(Table, Resident.__table__)
+_RECORDS = cast(Table, ChipPersonalization.__table__)
+_LOCK_STATUS = (
+    select(_CARDS.c.status).where(_CARDS.c.id == bindparam("card_id")).with_for_update()
+)
+# What the lifecycle step's checks read: a card's version moves with every change of its row.
+_LOCK_CARD = (
+    select(_CARDS.c.version, _CARDS.c.status, _RESIDENTS.c.office_id)
+    .join(_RESIDENTS, _RESIDENTS.c.id == _CARDS.c.resident_id)
+    .where(_CARDS.c.id == bindparam("card_id"))
+    .with_for_update(of=_CARDS)
+)
+_CLOSE_RECORD = (
+    update(_RECORDS)
+    .where(
+        _RECORDS.c.id == bindparam("record_id"),
+        _RECORDS.c.state == ChipRecordState.LOCK_PENDING,
+    )
+    .values(
+        state=ChipRecordState.DONE,
+        completion=bindparam("how"),
+        finished_at=bindparam("at"),
+    )
+    .returning(_RECORDS.c.id)
+)
+_RECORD_OF_CHIP = select(_RECORDS.c.id).where(_RECORDS.c.chip_serial == bindparam("serial"))
+
+
+def _record_insert(dialect: str) -> Insert:
+    """INSERT of a chip record that yields no id when the card already has one (another
+    machine recorded it first). A chip serial recorded twice still fails (DuplicateError)."""
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    return (
+        insert(_RECORDS)
+        .on_conflict_do_nothing(index_elements=[_RECORDS.c.card_id])
+        .returning(_RECORDS.c.id)
+    )
 
 
 @dataclass(frozen=True)
@@ -250,11 +292,19 @@ class BatchResult:
 class _Job:
     """An approved card planned for this run, with its chip data or why it has none."""
 
-    card_id: int
-    number: str
-    office: str
+    #: Held here so that it stays in the run's session (whose identity map keeps only what is
+    #: referenced) until its lifecycle step.
+    card: Card
     template: HolderTemplate | None
     problem: ValidationError | None
+
+    @property
+    def card_id(self) -> int:
+        return self.card.id
+
+    @property
+    def number(self) -> str:
+        return self.card.number
 
 
 @dataclass(frozen=True)
@@ -274,8 +324,13 @@ class Bureau:
     """The batch of a personalization machine (steps and crash recovery: module docstring).
 
     A run plans its work in one read (this machine's pending records, then the office's next
-    approved cards with their chip data) and then needs two commits per card: the record, and
-    the lifecycle step. The acting operator is checked when a run is planned.
+    approved cards with their chip data) and then commits twice a card: the record, and the
+    lifecycle step. The acting operator is checked when a run is planned.
+
+    A run keeps one database session: what the plan loaded (cards, residents, the operator)
+    stays loaded across the per-card commits, so the lifecycle step re-reads only what it must
+    lock and check (the card's version, status and office). Every step commits before the
+    batch goes back to the reader: no database lock is held while a chip is written.
 
     `machine` names the bureau machine and its reader. Only that machine resumes its records:
     another machine's pending record is in flight (written, about to be locked), and only the
@@ -308,8 +363,11 @@ class Bureau:
         self._clock = clock
         self._wait = wait
         self._sleep = sleep
+        self._insert_record = _record_insert(database.dialect)
         self._signer: Signer | None = None
+        self._signer_period: tuple[datetime, datetime] | None = None
         self._operator: Operator | None = None
+        self._session: Session | None = None
 
     def run(
         self, count: int, *, progress: Callable[[BatchResult], None] | None = None
@@ -328,48 +386,57 @@ class Bureau:
                 if progress is not None:
                     progress(result)
 
-        while len(results) < count:
-            pending, jobs = self._plan(count - len(results))
-            if not pending and not jobs:
-                break
-            for record_id in pending:
-                done(self._resume(record_id))
-            for job in jobs:
-                if len(results) >= count:
-                    break
-                if job.problem is not None:
-                    raise job.problem
-                assert job.template is not None
-                done(self._personalize(job, job.template))
+        # The run's session: `transaction` rolls back what is not committed yet and maps
+        # database errors when anything fails; each step below commits its own work.
+        with self._db.transaction() as session:
+            self._session = session
+            try:
+                while len(results) < count:
+                    pending, jobs = self._plan(count - len(results))
+                    if not pending and not jobs:
+                        break
+                    for record_id in pending:
+                        done(self._resume(record_id))
+                    for job in jobs:
+                        if len(results) >= count:
+                            break
+                        if job.problem is not None:
+                            raise job.problem
+                        assert job.template is not None
+                        done(self._personalize(job, job.template))
+            finally:
+                self._session = None
         return results
+
+    @contextlib.contextmanager
+    def _step(self) -> Iterator[Session]:
+        """One transaction of the run's session, committed when the block ends without error
+        (an error ends the run, and the run's `transaction` rolls the step back)."""
+        if self._session is None:
+            raise ChipError("a batch step runs only inside `run`")
+        yield self._session
+        self._session.commit()
 
     # --- one card ----------------------------------------------------------------------------
 
     def _personalize(self, job: _Job, template: HolderTemplate) -> BatchResult | None:
         serial = self._blank_chip()
         now = self._clock()
-        dates = card_dates(now, self._settings)
+        # The dates are fixed here, once: DG1 carries the expiry, the record and the card both.
+        dates = cards.card_dates(now, self._settings)
         prepared = perso.prepare(template.holder(dates), self._signer_for(now), signing_time=now)
         sod_sha256 = hashlib.sha256(prepared.sod).hexdigest()
         aa_public_key = prepared.aa_public_key_info
         self._station.write(prepared, serial)
         del prepared  # the AA private key is on the chip now; keep no reference to it
-        try:
-            written = self._record(job, serial, sod_sha256, aa_public_key, now, dates)
-        except DuplicateError:
-            # Another machine recorded this card first: our chip stays unlocked and unbound,
-            # and is erased and re-used for the next card.
-            log.warning(
-                "card %s was recorded by another batch; chip %s re-used", job.number, serial
-            )
-            return None
+        written = self._record(job, serial, sod_sha256, aa_public_key, now, dates)
         if written is None:
             return None
         self._station.lock()
         return self._finish(written, ChipCompletion.LOCKED, resumed=False)
 
     def _resume(self, record_id: int) -> BatchResult:
-        with self._db.transaction() as session:
+        with self._step() as session:
             record = self._load_record(session, record_id)
             written = _Written(
                 record.id,
@@ -418,7 +485,7 @@ class Bureau:
 
     def _relock(self, record_id: int) -> None:
         """A recorded chip came back into the reader unlocked: check it and lock it."""
-        with self._db.transaction() as session:
+        with self._step() as session:
             record = self._load_record(session, record_id)
             if record.state is ChipRecordState.LOCK_PENDING:
                 raise ReaderError(
@@ -426,7 +493,7 @@ class Bureau:
                 )
             serial, sod_hex, key = record.chip_serial, record.sod_sha256, record.aa_public_key
         self._station.check_and_lock(serial, sod_sha256=bytes.fromhex(sod_hex), aa_public_key=key)
-        with self._db.transaction() as session:
+        with self._step() as session:
             self._load_record(session, record_id).completion = ChipCompletion.LOCKED
         log.warning("chip %s was finished from its record and came back unlocked: locked", serial)
 
@@ -434,7 +501,7 @@ class Bureau:
 
     def _plan(self, count: int) -> tuple[list[int], list[_Job]]:
         """The office's pending records, then its next approved cards with their chip data."""
-        with self._db.transaction() as session:
+        with self._step() as session:
             actor = operators.get_operator(session, self._login)
             require_role(actor, *cards.ACTION_ROLES[Action.PERSONALIZE])
             self._operator = actor
@@ -464,26 +531,25 @@ class Bureau:
                 .order_by(Card.id)
                 .limit(count - len(pending))
             ).all()
-            return pending, [self._job(card) for card in approved]
+            portraits: dict[str, bytes] = {}
+            return pending, [self._job(card, portraits) for card in approved]
 
-    def _job(self, card: Card) -> _Job:
+    def _job(self, card: Card, portraits: dict[str, bytes]) -> _Job:
         try:
-            template, problem = holder_template(card, self._settings), None
+            template, problem = holder_template(card, self._settings, portraits), None
         except ValidationError as exc:
             template, problem = None, exc
-        return _Job(card.id, card.number, card.office.code, template, problem)
+        return _Job(card, template, problem)
 
-    def _actor(self, session: Session | None = None) -> Operator:
-        """The operator checked when the run was planned (merged into `session`, unloaded)."""
+    def _actor(self) -> Operator:
+        """The operator checked when the run was planned."""
         if self._operator is None:
             raise ChipError("a batch run acts only after it was planned")
-        return self._operator if session is None else session.merge(self._operator, load=False)
+        return self._operator
 
     def _record_of_chip(self, serial: str) -> int | None:
-        with self._db.transaction() as session:
-            return session.scalar(
-                select(ChipPersonalization.id).where(ChipPersonalization.chip_serial == serial)
-            )
+        with self._step() as session:
+            return session.execute(_RECORD_OF_CHIP, {"serial": serial}).scalar()
 
     @staticmethod
     def _load_record(session: Session, record_id: int) -> ChipPersonalization:
@@ -495,14 +561,13 @@ class Bureau:
     def _signer_for(self, now: datetime) -> Signer:
         """The active chip-document signer, looked up once and again only when `now` leaves
         its usage period (a lookup checks the certificate chain: too slow per card)."""
-        signer = self._signer
-        if signer is not None:
-            period = usage_period(signer.certificate)
-            if period is not None and period[0] <= now <= period[1]:
-                return signer
-        with self._db.transaction() as session:
-            self._signer = self._signers(session, now)
-        return self._signer
+        period = self._signer_period
+        if self._signer is not None and period is not None and period[0] <= now <= period[1]:
+            return self._signer
+        with self._step() as session:
+            signer = self._signers(session, now)
+        self._signer, self._signer_period = signer, usage_period(signer.certificate)
+        return signer
 
     def _record(
         self,
@@ -513,16 +578,16 @@ class Bureau:
         now: datetime,
         dates: CardDates,
     ) -> _Written | None:
-        """Commit the record of a written chip (None when the card is no longer approved).
+        """Commit the record of a written chip (None when the card is no longer approved, or
+        another machine recorded it first: our chip then stays unlocked and unbound, and is
+        erased and re-used for the next card).
 
         The record is the batch's journal, not yet a change of the card: its audit event is
         the lifecycle step's (`card:status:personalize`, with chip serial and SOD hash), or
         `card:chip:void`, written when the record is closed.
         """
-        with self._db.transaction() as session:
-            status = session.scalar(
-                select(Card.status).where(Card.id == job.card_id).with_for_update()
-            )
+        with self._step() as session:
+            status = session.execute(_LOCK_STATUS, {"card_id": job.card_id}).scalar()
             if status is not CardStatus.APPROVED:
                 log.warning(
                     "card %s changed while its chip was written; chip %s re-used",
@@ -530,26 +595,28 @@ class Bureau:
                     serial,
                 )
                 return None
-            record_id = session.scalar(
-                insert(ChipPersonalization)
-                .values(
-                    card_id=job.card_id,
-                    chip_serial=serial,
-                    sod_sha256=sod_sha256,
-                    aa_public_key=aa_public_key,
-                    state=ChipRecordState.LOCK_PENDING,
-                    completion=None,
-                    written_at=now,
-                    issue_date=dates.issue,
-                    expiry_date=dates.expiry,
-                    operator_id=self._actor().id,
-                    machine=self._machine,
-                    finished_at=None,
-                )
-                .returning(ChipPersonalization.id)
-            )
+            record_id = session.execute(
+                self._insert_record,
+                {
+                    "card_id": job.card_id,
+                    "chip_serial": serial,
+                    "sod_sha256": sod_sha256,
+                    "aa_public_key": aa_public_key,
+                    "state": ChipRecordState.LOCK_PENDING,
+                    "completion": None,
+                    "written_at": now,
+                    "issue_date": dates.issue,
+                    "expiry_date": dates.expiry,
+                    "operator_id": self._actor().id,
+                    "machine": self._machine,
+                    "finished_at": None,
+                },
+            ).scalar()
         if record_id is None:
-            raise ChipError(f"the chip record of card {job.number} was not stored")
+            log.warning(
+                "card %s was recorded by another batch; chip %s re-used", job.number, serial
+            )
+            return None
         return _Written(record_id, job.card_id, serial, sod_sha256, aa_public_key, now, dates)
 
     def _finish(
@@ -557,21 +624,13 @@ class Bureau:
     ) -> BatchResult:
         """Close the record and take the lifecycle step, in one transaction."""
         finished_at = self._clock()
-        with self._db.transaction() as session:
-            actor = self._actor(session)
-            # OF cards: PostgreSQL locks no row on the nullable side of the eager outer joins.
-            card = session.get(Card, written.card_id, with_for_update={"of": Card})
-            if card is None:
-                raise ChipError(f"card {written.card_id} vanished")
-            closed = session.scalar(
-                update(ChipPersonalization)
-                .where(
-                    ChipPersonalization.id == written.record_id,
-                    ChipPersonalization.state == ChipRecordState.LOCK_PENDING,
-                )
-                .values(state=ChipRecordState.DONE, completion=completion, finished_at=finished_at)
-                .returning(ChipPersonalization.id)
-            )
+        with self._step() as session:
+            actor = self._actor()
+            card = self._locked_card(session, written.card_id)
+            closed = session.execute(
+                _CLOSE_RECORD,
+                {"record_id": written.record_id, "how": completion, "at": finished_at},
+            ).scalar()
             if closed is None:
                 raise ConflictError(f"the chip record of card {card.number} was already closed")
             if card.status is not CardStatus.APPROVED:
@@ -582,13 +641,35 @@ class Bureau:
                 )  # fmt: skip
                 return BatchResult(card.number, written.serial, completion, resumed, False)
             chip = cards.ChipRecord(written.serial, written.sod_sha256, written.aa_public_key)
-            # The moment the chip was written fixes the card's dates (the same ones DG1 holds).
+            # The dates fixed when the chip was written (DG1 holds them); the step itself, and
+            # its audit event, happen now.
             cards.personalize(
-                session, actor, card, now=written.written_at, settings=self._settings, chip=chip
-            )
-            dates = written.dates
-            if (card.issue_date, card.expiry_date) != (dates.issue, dates.expiry):
-                # Only when card_validity_years changed between writing and a resume: the
-                # locked chip is what the holder carries, so its dates win.
-                card.issue_date, card.expiry_date = dates.issue, dates.expiry
+                session, actor, card, now=finished_at, settings=self._settings,
+                dates=written.dates, chip=chip,
+            )  # fmt: skip
             return BatchResult(card.number, written.serial, completion, resumed)
+
+    @staticmethod
+    def _locked_card(session: Session, card_id: int) -> Card:
+        """The card with its row locked until the step commits, as the database has it now.
+
+        The copy this run loaded is used as it is unless the card's version, status or
+        resident's office moved since (every change of a card's row bumps its version);
+        otherwise the card is read again.
+        """
+        card = session.get(Card, card_id)  # no query when this run planned the card
+        row = session.execute(_LOCK_CARD, {"card_id": card_id}).first()
+        if card is None or row is None:
+            raise ChipError(f"card {card_id} vanished")
+        if (row.version, row.status, row.office_id) != (
+            card.version,
+            card.status,
+            card.resident.office_id,
+        ):
+            # OF cards: PostgreSQL locks no row on the nullable side of the eager outer joins.
+            card = session.get(
+                Card, card_id, with_for_update={"of": Card}, populate_existing=True
+            )
+            if card is None:
+                raise ChipError(f"card {card_id} vanished")
+        return card

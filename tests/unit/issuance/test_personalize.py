@@ -160,6 +160,39 @@ def test_card_dates_are_the_ones_the_lifecycle_step_sets(
     assert str(dates.expiry) == "2042-02-28"
 
 
+def test_dates_given_to_the_lifecycle_step_are_the_card_dates(
+    database: Database, settings: Settings
+) -> None:
+    """Dates fixed before the step (the bureau's, when it wrote the chip) are the ones the card
+    gets; the step and its audit event keep their own moment."""
+    staff, (number,) = approved_cards(database, settings, 1, now=NOW)
+    written = datetime(2031, 12, 31, 23, 59, 59, tzinfo=UTC)
+    step = written + timedelta(seconds=2)  # the next day, and the next year
+    fixed = cards.card_dates(written, settings)
+    with database.transaction() as session:
+        row = cards.personalize(
+            session, staff.clerk_in(session), card(session, number), now=step,
+            settings=settings, dates=fixed,
+        )  # fmt: skip
+        assert (row.issue_date, row.expiry_date) == (fixed.issue, fixed.expiry)
+        assert row.status_changed_at == step
+        event = session.scalars(
+            select(AuditEvent).where(
+                AuditEvent.subject == number, AuditEvent.tag == "card:status:personalize"
+            )
+        ).one()
+        assert event.at == step
+        assert event.details["expiry"] == fixed.expiry.isoformat()
+    assert fixed != cards.card_dates(step, settings)
+
+
+@pytest.mark.parametrize("expiry_days", [0, -1])
+def test_card_dates_refuse_an_expiry_not_after_the_issue(expiry_days: int) -> None:
+    issue = NOW.date()
+    with pytest.raises(ValidationError, match="cannot be issued"):
+        cards.CardDates(issue, issue + timedelta(days=expiry_days))
+
+
 def test_portrait_is_shrunk_to_a_clean_jpeg() -> None:
     source = Image.frombytes("RGB", (1200, 1600), bytes(range(256)) * 22500)
     exif = Image.Exif()
@@ -265,7 +298,7 @@ def _check_outcome(database: Database, reader: HopperReader, numbers: list[str])
             ).one()
             assert event.details["chip_serial"] == record.chip_serial
             assert event.details["sod_sha256"] == record.sod_sha256
-            assert event.at == record.written_at
+            assert event.at == record.finished_at  # the step's own moment
             _check_chip(locked[record.chip_serial], record, row.resident.birth_date)
 
 
@@ -495,6 +528,35 @@ def test_crash_before_the_lifecycle_step_with_the_chip_still_in_the_reader(
     assert result.completion is ChipCompletion.FOUND_LOCKED
     assert result.resumed
     _check_outcome(database, reader, numbers)
+
+
+def test_dates_are_fixed_when_the_chip_is_written(
+    database: Database, settings: Settings, reader: HopperReader, chip_signer: Signer
+) -> None:
+    """The chip is written just before midnight at the end of a year and the lifecycle step
+    happens just after: the card keeps the dates its chip holds, the step its own moment."""
+    _, (number,) = approved_cards(database, settings, 1, now=NOW)
+    written_at = datetime(2030, 12, 31, 23, 59, 59, tzinfo=UTC)
+    finished_at = datetime(2031, 1, 1, tzinfo=UTC)
+    moments = iter([written_at, finished_at])  # the chip's moment, then the step's
+    _bureau(database, reader, settings, chip_signer, clock=lambda: next(moments)).run(1)
+    dates = cards.card_dates(written_at, settings)
+    with database.transaction() as session:
+        row = card(session, number)
+        record = session.scalars(select(ChipPersonalization)).one()
+        assert (record.written_at, record.finished_at) == (written_at, finished_at)
+        assert (row.issue_date, row.expiry_date) == (dates.issue, dates.expiry)
+        assert (record.issue_date, record.expiry_date) == (dates.issue, dates.expiry)
+        assert row.status_changed_at == finished_at
+        birth_date = row.resident.birth_date
+    (chip,) = reader.ejected
+    chip.reset()
+    from tests.fixtures.pcsc import CardTransport
+
+    access = AccessKey(number, birth_date, dates.expiry)
+    files = ChipSession.open(CardTransport(chip), access.seed).read_files((lds.file_id(1),))
+    assert lds.parse_dg1(files[lds.file_id(1)]).expiry_date == dates.expiry
+    _check_outcome(database, reader, [number])
 
 
 def test_card_revoked_while_its_chip_is_written_is_voided(
