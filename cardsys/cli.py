@@ -456,10 +456,12 @@ from cardsys.cli_digital import (  # noqa: E402
 )
 from cardsys.cli_keys import audit_sign, keys  # noqa: E402
 from cardsys.cli_terminal import terminal_group, verify_group  # noqa: E402
+from cardsys.cli_tokens import token_group  # noqa: E402
 
 for _group in (keys, chip, digital_group, wallet_group, status_group, terminal_group, verify_group):
     cli.add_command(_group)
 audit_group.add_command(audit_sign)
+operator.add_command(token_group)
 verify_group.add_command(verify_chip_command)
 
 

@@ -37,7 +37,8 @@ from werkzeug.exceptions import MethodNotAllowed
 
 from cardsys.errors import AuthenticationError, LockedError, PermissionDeniedError
 from cardsys.models import Operator, Role
-from web.api import idempotency, problems, tokens
+from issuance import tokens
+from web.api import idempotency, problems
 from web.api.problems import Problem
 from web.api.schema import Schema, validate
 from web.database import now, transaction

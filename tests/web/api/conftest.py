@@ -1,7 +1,7 @@
 """Fixtures for the API tests: an app with an in-memory PKI, API tokens for every operator of
 the seeded offices A and B (see tests/web/conftest.py), and `api`, a client that speaks JSON.
 
-Tokens are made through the real service (`web.api.tokens.issue`, by the admin), so the tests
+Tokens are made through the real service (`issuance.tokens.issue`, by the admin), so the tests
 authenticate exactly as a program would.
 """
 
@@ -25,14 +25,13 @@ from werkzeug.test import TestResponse
 from cardsys.db import Database
 from cardsys.formats.trustlist import build_trust_list
 from cardsys.pki import Purpose, Signer
-from issuance import status
+from issuance import status, tokens
 from keys.ephemeral import EphemeralPki, ephemeral_pki
 from tests.factories import NOW, make_admin
 from tests.web.conftest import Clock, World
 from verify.sync import init_terminal
 from verify.trust import TerminalPolicy
 from web import create_app
-from web.api import tokens
 from web.terminal.state import TerminalState
 
 

@@ -12,6 +12,7 @@ from click.testing import CliRunner
 from flask import Flask
 from sqlalchemy import select
 
+from cardsys.cli_tokens import token_group
 from cardsys.clikit import App
 from cardsys.errors import (
     LimitExceededError,
@@ -20,10 +21,9 @@ from cardsys.errors import (
     ValidationError,
 )
 from cardsys.models import ApiToken, Operator
+from issuance import tokens
 from tests.factories import make_admin
 from tests.web.api.conftest import Api, db_of, problem
-from web.api import tokens
-from web.api.commands import token_group
 
 
 def test_a_token_acts_as_its_operator(api: Api) -> None:

@@ -14,7 +14,7 @@ import click
 
 from cardsys.clikit import App, acting_options, emit, now_utc, pass_app
 from cardsys.models import ApiToken
-from web.api import tokens
+from issuance import tokens
 
 __all__ = ["token_group"]
 
