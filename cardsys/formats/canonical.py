@@ -247,24 +247,41 @@ def der_signature(raw: bytes) -> bytes:
 
 
 def _envelope(data: bytes) -> tuple[bytes, bytes, bytes, bytes]:
-    """(kid, Sig_structure, signature, payload) of the credential's COSE_Sign1.
-
-    Ours has one exact form: D2 84 4D <A2 01 26 04 48 kid> A0 <bstr payload> 58 40 <r||s>.
-    """
-    pos = 1 if data[0] == 0xD2 else 0
-    if data.startswith(_ENVELOPE, pos) and data[pos + 15] == 0xA0:
-        start, end = _bstr(data, pos + 16)
-        if data.startswith(_SIGNATURE_HEAD, end) and len(data) == end + 66:
-            kid = data[pos + 7 : pos + 15]
-            # Sig_structure = ["Signature1", protected, h'', payload]: the protected and the
-            # payload byte strings, heads included, are slices of what we received.
-            to_be_signed = _SIG1_CREDENTIAL + kid + b"\x40" + data[pos + 16 : end]
-            return kid, to_be_signed, data[end + 2 :], data[start:end]
+    """(kid, Sig_structure, signature, payload) of the credential's COSE_Sign1."""
+    parts = _canonical_envelope(data)
+    if parts is not None:
+        return parts
+    # Another form of COSE_Sign1 (untagged, kid unprotected, ...): the general decoder.
     message = Sign1.decode(data, max_size=MAX_CREDENTIAL)
-    if message.alg != _ES256 or message.kid is None:
-        raise DecodeError("a credential is signed with ES256 and names its signer (kid)")
+    if message.alg != _ES256 or message.kid is None or len(message.signature) != 64:
+        raise DecodeError("a credential is signed with ES256 (64 bytes) and names its kid")
     to_be_signed = sig_structure(message.protected_bytes, b"", message.payload)
     return message.kid, to_be_signed, message.signature, message.payload
+
+
+def _canonical_envelope(data: bytes) -> tuple[bytes, bytes, bytes, bytes] | None:
+    """`_envelope` for ours, which has one exact form, or None for any other:
+    D2 84 4D <A2 01 26 04 48 kid> A0 <bstr payload of 24 to 65535 bytes> 58 40 <r||s>."""
+    pos = 1 if data[0] == 0xD2 else 0
+    if not data.startswith(_ENVELOPE, pos) or data[pos + 15] != 0xA0:
+        return None
+    head = data[pos + 16]
+    if head == 0x58:
+        start, length = pos + 18, data[pos + 17]
+    elif head == 0x59:
+        start, length = pos + 19, data[pos + 17] << 8 | data[pos + 18]
+    else:
+        return None
+    end = start + length
+    if length < _SHORTEST[head - 0x58] or len(data) != end + 66:
+        return None
+    if not data.startswith(_SIGNATURE_HEAD, end):
+        return None
+    kid = data[pos + 7 : pos + 15]
+    # Sig_structure = ["Signature1", protected, h'', payload]: the protected and the payload
+    # byte strings, heads included, are slices of what we received.
+    to_be_signed = _SIG1_CREDENTIAL + kid + b"\x40" + data[pos + 16 : end]
+    return kid, to_be_signed, data[end + 2 :], data[start:end]
 
 
 def _claims(kid: bytes, to_be_signed: bytes, signature: bytes, payload: bytes) -> CredentialFields:
