@@ -72,7 +72,8 @@ def test_pages_have_no_inline_script_and_set_no_cookie(app: Flask, path: str) ->
     assert "unsafe-inline" not in response.headers["Content-Security-Policy"]
     # Every script is an external file of this site; nothing inline, no CDN.
     scripts = re.findall(r"<script([^>]*)>(.*?)</script>", page, re.S)
-    assert scripts and all(body.strip() == "" and 'src="/static/' in attrs
+    assert scripts
+    assert all(body.strip() == "" and 'src="/static/' in attrs
                            for attrs, body in scripts)
     assert "http://" not in page.replace("http://127.0.0.1", "").split("<body")[0]
     assert 'name="viewport"' in page

@@ -113,7 +113,7 @@ def test_public_files_refuse_writes(client: FlaskClient) -> None:
 
 
 class _Quiet(WSGIRequestHandler):
-    def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - stdlib's name
+    def log_message(self, format: str, *args: object) -> None:
         return
 
 

@@ -9,6 +9,7 @@ and refusals for junk and for a terminal that has nothing to trust yet.
 from __future__ import annotations
 
 import hashlib
+import re
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -41,7 +42,7 @@ def sync(client: FlaskClient) -> None:
 
 
 def test_valid_then_replayed(client: FlaskClient, world: World, clock: Clock) -> None:
-    wallet, data = phone(client, world)
+    wallet, _data = phone(client, world)
     text = wallet.presentation(clock.now)
     sync(client)
     first = scan(client, text).get_json()
@@ -134,7 +135,7 @@ def test_verification_needs_the_csrf_token(client: FlaskClient) -> None:
 def test_the_page_shows_the_last_sync_and_the_chinese_words(client: FlaskClient) -> None:
     sync(client)
     page = client.get("/terminal/").get_data(as_text=True)
-    assert 'id="last-sync">20' in page
+    assert re.search(r'id="last-sync" datetime="20[^"]+">20[0-9-]+ [0-9:]+ UTC<', page)
     assert 'autofocus' in page
     client.set_cookie("lang", "zh_Hans")
     verdict = scan(client, "hello").get_json()

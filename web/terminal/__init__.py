@@ -15,7 +15,7 @@ and empty for the next scan, and offers the camera where the browser has `Barcod
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, Final, cast
 
 from flask import (
@@ -147,6 +147,7 @@ def _shown(verdict: Verdict, terminal: TerminalState) -> dict[str, Any]:
     if card is not None:
         data = card.as_dict()
         data["evidence_text"] = str(EVIDENCE.get(card.evidence, card.evidence.value))
+        data["expires_text"] = _utc_text(card.expires)
         data["photo_url"] = (url_for(".photo", digest=data["photo_sha256"])
                              if data["photo_sha256"] and terminal.photos is not None else None)
         shown["card"] = data
@@ -157,8 +158,14 @@ def _sync_facts(terminal: TerminalState) -> dict[str, Any]:
     last = terminal.last_sync()
     return {
         "last_sync": last.isoformat(timespec="seconds") if last else None,
+        "last_sync_text": _utc_text(last) if last else None,
         "sync_error": terminal.last_error,
     }
+
+
+def _utc_text(moment: datetime) -> str:
+    """A time as a counter clerk reads it: to the minute, in UTC (as the terminal's lists)."""
+    return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
 
 
 def _page(terminal: TerminalState) -> dict[str, Any]:

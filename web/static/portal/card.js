@@ -37,7 +37,8 @@ function fillHolder() {
   $("holder-sex").textContent = page.dataset["sex" + h.sex] || h.sex;
   $("holder-region").textContent = h.region;
   $("holder-schemes").textContent = h.schemes.join(" ") || "—";
-  $("holder-expires").textContent = new Date(record.expiresAt).toLocaleString();
+  $("holder-expires").textContent = new Date(record.expiresAt).toLocaleString(
+    document.documentElement.lang || undefined, { dateStyle: "medium", timeStyle: "short" });
 }
 
 async function draw() {

@@ -30,14 +30,14 @@ function render(verdict) {
     text("holder-region", card.region);
     text("holder-schemes", card.schemes.join(" "));
     text("holder-evidence", card.evidence_text);
-    text("holder-expires", card.expires);
+    text("holder-expires", card.expires_text);
     if (card.photo_url) { photo.src = card.photo_url; photo.hidden = false; }
     else { photo.removeAttribute("src"); photo.hidden = true; }
   } else {
     photo.removeAttribute("src");
     photo.hidden = true;
   }
-  text("last-sync", verdict.last_sync || page.dataset.labelNever);
+  text("last-sync", verdict.last_sync_text || page.dataset.labelNever);
 }
 
 async function check(scanned) {
