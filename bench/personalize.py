@@ -5,7 +5,9 @@ Batch: `issuance.personalize.Bureau.run` over approved cards in a SQLite instanc
 reader that accepts every write at once (no APDUs): holder data from the database (portrait
 already a chip-sized JPEG, as a typical enrolment photo of 8-14 KB is), a fresh P-256 AA key,
 the SOD (CMS SignedData) signed by the chip-document signer, the record committed before the
-lock, and the lifecycle step with its audit events committed after it.
+lock, and the lifecycle step with its audit event committed after it. The status-list listener
+(`issuance.status.mark_dirty`) is registered, as it is in `cardsys chip personalize`: the
+step marks the card's status-list shard in its transaction there, and so it does here.
 
 Primitives, on the same data in the same run: per card one P-256 key generation, one CMS
 signature (`build_sod` over a card's data groups, built once but for DG15, same signer) and one
@@ -39,13 +41,15 @@ from cardsys.chip.station import ChipPresence, Probe
 from cardsys.db import Database
 from cardsys.formats import tlv
 from cardsys.pki import Purpose, Signer
-from issuance import cards, residents
+from issuance import cards, residents, status
 from issuance.personalize import Bureau
 from keys.ephemeral import ephemeral_pki
 from tests.factories import make_office, make_resident
 from tests.fixtures.pcsc import bureau_settings, sample_holder
 
 NOW = datetime(2030, 3, 1, 9, 0, tzinfo=UTC)
+# Imported for its listener, like the CLI does (the lifecycle step marks the status list).
+assert status.mark_dirty in cards.status_listeners
 ROUNDS = 5
 
 

@@ -55,7 +55,7 @@ from typing import cast
 
 from sqlalchemy import Insert, Table, bindparam, exists, select, update
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.orm import Session, selectinload
+from sqlalchemy.orm import Session, lazyload, selectinload
 
 from cardsys import audit
 from cardsys.access import require_role
@@ -233,8 +233,9 @@ def chip_holder(card: Card, dates: CardDates, settings: Settings) -> ChipHolder:
 
 # --- the batch ----------------------------------------------------------------------------------
 
-# Core statements of the batch's journal, built once: they run twice a card, and an ORM unit of
-# work (or a statement rebuilt per call) costs several times the database's own work.
+# Core statements of the batch's journal, built once and run on the session's connection: they
+# run twice a card, and an ORM unit of work (or a statement rebuilt per call) costs several
+# times the database's own work. None of them depends on pending ORM changes.
 _CARDS = cast(Table, Card.__table__)
 _RESIDENTS = cast(Table, Resident.__table__)
 _RECORDS = cast(Table, ChipPersonalization.__table__)
@@ -259,7 +260,6 @@ _CLOSE_RECORD = (
         completion=bindparam("how"),
         finished_at=bindparam("at"),
     )
-    .returning(_RECORDS.c.id)
 )
 _RECORD_OF_CHIP = select(_RECORDS.c.id).where(_RECORDS.c.chip_serial == bindparam("serial"))
 
@@ -527,7 +527,12 @@ class Bureau:
                     Card.office_id == actor.office_id,
                     ~recorded,
                 )
-                .options(selectinload(Card.resident).selectinload(Resident.photo))
+                # The resident's office row is not needed (its id is): not loaded.
+                .options(
+                    selectinload(Card.resident).options(
+                        lazyload(Resident.office), selectinload(Resident.photo)
+                    )
+                )
                 .order_by(Card.id)
                 .limit(count - len(pending))
             ).all()
@@ -587,7 +592,8 @@ class Bureau:
         `card:chip:void`, written when the record is closed.
         """
         with self._step() as session:
-            status = session.execute(_LOCK_STATUS, {"card_id": job.card_id}).scalar()
+            journal = session.connection()
+            status = journal.execute(_LOCK_STATUS, {"card_id": job.card_id}).scalar()
             if status is not CardStatus.APPROVED:
                 log.warning(
                     "card %s changed while its chip was written; chip %s re-used",
@@ -595,7 +601,7 @@ class Bureau:
                     serial,
                 )
                 return None
-            record_id = session.execute(
+            record_id = journal.execute(
                 self._insert_record,
                 {
                     "card_id": job.card_id,
@@ -627,11 +633,15 @@ class Bureau:
         with self._step() as session:
             actor = self._actor()
             card = self._locked_card(session, written.card_id)
-            closed = session.execute(
-                _CLOSE_RECORD,
-                {"record_id": written.record_id, "how": completion, "at": finished_at},
-            ).scalar()
-            if closed is None:
+            closed = (
+                session.connection()
+                .execute(
+                    _CLOSE_RECORD,
+                    {"record_id": written.record_id, "how": completion, "at": finished_at},
+                )
+                .rowcount
+            )
+            if closed != 1:
                 raise ConflictError(f"the chip record of card {card.number} was already closed")
             if card.status is not CardStatus.APPROVED:
                 audit.record(
@@ -658,7 +668,7 @@ class Bureau:
         otherwise the card is read again.
         """
         card = session.get(Card, card_id)  # no query when this run planned the card
-        row = session.execute(_LOCK_CARD, {"card_id": card_id}).first()
+        row = session.connection().execute(_LOCK_CARD, {"card_id": card_id}).first()
         if card is None or row is None:
             raise ChipError(f"card {card_id} vanished")
         if (row.version, row.status, row.office_id) != (

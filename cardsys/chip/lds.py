@@ -33,6 +33,7 @@ non-minimal integers with `DecodeError`.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date
@@ -173,6 +174,12 @@ def build_dg11(holder: ChipHolder) -> bytes:
     return tlv.encode(DG_TAGS[11], body)
 
 
+@functools.cache
+def build_dg14() -> bytes:
+    """DG14: the same on every card (it names the AA algorithm, not a key), built once."""
+    return tlv.encode(DG_TAGS[14], aa.active_authentication_info())
+
+
 def build_data_groups(
     holder: ChipHolder, aa_public_key: ec.EllipticCurvePublicKey
 ) -> dict[int, bytes]:
@@ -181,13 +188,18 @@ def build_data_groups(
         1: build_dg1(holder),
         2: build_dg2(holder.portrait),
         11: build_dg11(holder),
-        14: tlv.encode(DG_TAGS[14], aa.active_authentication_info()),
+        14: build_dg14(),
         15: tlv.encode(DG_TAGS[15], aa.public_key_info(aa_public_key)),
     }
 
 
 def build_ef_com(dg_numbers: tuple[int, ...] = DATA_GROUPS) -> bytes:
     """EF.COM listing the data groups present."""
+    return _ef_com(tuple(dg_numbers))
+
+
+@functools.lru_cache(maxsize=8)  # a bureau writes the same layout on every card
+def _ef_com(dg_numbers: tuple[int, ...]) -> bytes:
     tags = bytes(DG_TAGS[dg] for dg in dg_numbers if dg in DG_TAGS)
     if len(tags) != len(dg_numbers):
         raise ValidationError("EF.COM may list only data groups of our layout")
