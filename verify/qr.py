@@ -243,21 +243,22 @@ def _verified(
     except DecodeError as exc:
         raise bad_encoding(exc, "holder data") from None
     status: StatusCheck = trust.status(credential.status_uri, credential.status_index, now=now_ts)
+    # Positional, in the field order (keywords cost a third of the construction).
     return VerifiedCard(
-        evidence=evidence,
-        card_number=holder.card_number,
-        document_number=credential.subject,
-        surname=holder.surname,
-        given_names=holder.given_names,
-        sex=holder.sex,
-        birth_date=holder.birth_date,
-        region=holder.region,
-        schemes=holder.schemes,
-        photo_sha256=holder.photo_sha256,
-        expires=datetime.fromtimestamp(credential.expires, UTC),
-        signer_kid=key.kid,
-        status=status,
-        checked_at=now,
+        evidence,
+        holder.card_number,
+        credential.subject,  # the document number
+        holder.surname,
+        holder.given_names,
+        holder.sex,
+        holder.birth_date,
+        holder.region,
+        holder.schemes,
+        holder.photo_sha256,
+        datetime.fromtimestamp(credential.expires, UTC),
+        key.kid,
+        status,
+        now,
     )
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 from datetime import date, datetime
-from typing import Any
+from typing import Any, Final
 
 from cardsys.errors import VerificationError
 
@@ -38,7 +38,7 @@ class StatusCheck(enum.StrEnum):
     UNKNOWN = "unknown"
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, init=False)
 class VerifiedCard:
     """A card that passed every check, and the holder data a counter needs."""
 
@@ -65,6 +65,42 @@ class VerifiedCard:
     status: StatusCheck
     checked_at: datetime
 
+    def __init__(
+        self,
+        evidence: Evidence,
+        card_number: str,
+        document_number: str,
+        surname: str,
+        given_names: str,
+        sex: str,
+        birth_date: date,
+        region: str,
+        schemes: tuple[str, ...],
+        photo_sha256: bytes | None,
+        expires: datetime,
+        signer_kid: bytes,
+        status: StatusCheck,
+        checked_at: datetime,
+    ) -> None:
+        # What a frozen dataclass's generated __init__ does, but each slot is written through
+        # its descriptor's __set__ (bound once, below) rather than object.__setattr__: half
+        # the cost, and a terminal builds one of these per card it verifies. Assignment from
+        # outside still raises FrozenInstanceError.
+        _set_evidence(self, evidence)
+        _set_card_number(self, card_number)
+        _set_document_number(self, document_number)
+        _set_surname(self, surname)
+        _set_given_names(self, given_names)
+        _set_sex(self, sex)
+        _set_birth_date(self, birth_date)
+        _set_region(self, region)
+        _set_schemes(self, schemes)
+        _set_photo_sha256(self, photo_sha256)
+        _set_expires(self, expires)
+        _set_signer_kid(self, signer_kid)
+        _set_status(self, status)
+        _set_checked_at(self, checked_at)
+
     def as_dict(self) -> dict[str, Any]:
         """JSON-ready fields (dates as ISO text, bytes as hex)."""
         return {
@@ -83,6 +119,23 @@ class VerifiedCard:
             "status": self.status.value,
             "checked_at": self.checked_at.isoformat(),
         }
+
+
+_SLOTS: Final = vars(VerifiedCard)
+_set_evidence: Final = _SLOTS["evidence"].__set__
+_set_card_number: Final = _SLOTS["card_number"].__set__
+_set_document_number: Final = _SLOTS["document_number"].__set__
+_set_surname: Final = _SLOTS["surname"].__set__
+_set_given_names: Final = _SLOTS["given_names"].__set__
+_set_sex: Final = _SLOTS["sex"].__set__
+_set_birth_date: Final = _SLOTS["birth_date"].__set__
+_set_region: Final = _SLOTS["region"].__set__
+_set_schemes: Final = _SLOTS["schemes"].__set__
+_set_photo_sha256: Final = _SLOTS["photo_sha256"].__set__
+_set_expires: Final = _SLOTS["expires"].__set__
+_set_signer_kid: Final = _SLOTS["signer_kid"].__set__
+_set_status: Final = _SLOTS["status"].__set__
+_set_checked_at: Final = _SLOTS["checked_at"].__set__
 
 
 @dataclass(frozen=True, slots=True)

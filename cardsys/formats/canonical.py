@@ -118,6 +118,58 @@ _HOLDER_MIDDLE: Final = re.compile(
 _HOLDER_MIDDLE_SIZE: Final = 25
 #: An insurance scheme code: 1 to 32 of A-Z, 0-9 and '-'.
 _SCHEME: Final = re.compile(r"[A-Z0-9-]{1,32}")
+
+
+# --- whole-message patterns -------------------------------------------------------------------
+# A credential's claims, a holder claim and a proof each fit one regular expression when their
+# texts are 1 to 255 bytes long (all but freak cases): one match then checks every key, head
+# and fixed-width field, and the reader checks only what a pattern cannot (UTF-8, blank
+# names, counts, lengths in heads it did not enumerate, the calendar). Anything the pattern
+# does not match is read by the field-by-field walker (`_claims_walk`, `_holder_walk`,
+# `_proof_walk`), which also names what is wrong.
+
+
+def _text_pattern(content: bytes, longest: int) -> bytes:
+    """A pattern for one CBOR text string (major type 3) of 1 to `longest` (at most 255)
+    bytes, each matching `content`, with its head in shortest form: one alternative per
+    length, so the length in the head is checked exactly. Each alternative opens with a
+    literal byte, on which the engine rejects it at once."""
+    short = [re.escape(bytes((0x60 + n,))) + content + b"{%d}" % n for n in range(1, 24)]
+    long = [re.escape(bytes((n,))) + content + b"{%d}" % n for n in range(24, longest + 1)]
+    alternatives = short[:longest] + ([rb"\x78(?:" + b"|".join(long) + b")"] if long else [])
+    return b"(?:" + b"|".join(alternatives) + b")"
+
+
+#: An unsigned integer with its head in shortest form (RFC 8949 §4.2.1).
+_UINT: Final = (
+    rb"(?:[\x00-\x17]|\x18[\x18-\xff]|\x19(?!\x00)..|\x1a(?!\x00\x00)...."
+    rb"|\x1b(?!\x00\x00\x00\x00).{8})"
+)
+_TEXT: Final = _text_pattern(rb".", 255)
+#: Credential claims: iss, sub, the times, cnf when present, status and the holder's key.
+_CLAIMS: Final = re.compile(
+    rb"([\xa7\xa8])\x01(" + _TEXT + rb")\x02(" + _TEXT + rb")"
+    rb"\x04\x1a....\x05\x1a....\x06\x1a...."
+    rb"(?:\x08\xa1\x01\xa4\x01\x02\x20\x01\x21\x58\x20(.{32})\x22\x58\x20(.{32}))?"
+    rb"\x19\xff\xff\xa1\x6bstatus_list\xa2\x63idx(" + _UINT + rb")\x63uri(" + _TEXT + rb")"
+    rb"\x3a\x00\x01\x00\x00",
+    re.DOTALL,
+)
+#: The whole holder claim.
+_HOLDER: Final = re.compile(
+    rb"[\xa7\xa8]\x01\x6e([A-Z]{2}[0-9]{11}[0-9A-Z])\x02(" + _TEXT + rb")\x03(" + _TEXT + rb")"
+    rb"\x04\x61([FMX])\x05\x6a([0-9]{4}-[0-9]{2}-[0-9]{2})\x06\x66([0-9]{6})"
+    rb"\x07([\x80-\x90])((?:" + _text_pattern(rb"[A-Z0-9-]", 32) + rb")*)"
+    rb"(\x08\x58\x20.{32})?",
+    re.DOTALL,
+)
+#: A proof as every phone makes it: no nonce, a present-day time (32 bits), from the proof's
+#: head to the end of the presentation. Group 1 is the payload's bstr, head included.
+_PROOF: Final = re.compile(
+    rb"\x84\x43\xa1\x01\x26\xa0(\x58\x2a\xa2\x01\x1a(....)\x02\x58\x20(.{32}))\x58\x40(.{64})",
+    re.DOTALL,
+)
+
 #: The photo digest (8): bstr(32).
 _PHOTO_HEAD: Final = b"\x08\x58\x20"
 #: The smallest argument of each head length (1, 2, 4, 8 bytes) in shortest form.
@@ -285,6 +337,29 @@ def _canonical_envelope(data: bytes) -> tuple[bytes, bytes, bytes, bytes] | None
 
 
 def _claims(kid: bytes, to_be_signed: bytes, signature: bytes, payload: bytes) -> CredentialFields:
+    found = _CLAIMS.match(payload)
+    if found is None:
+        return _claims_walk(kid, to_be_signed, signature, payload)
+    head, issuer, subject, x, y, index, uri = found.groups()
+    expires, not_before, issued_at = _TIMES.unpack_from(payload, found.end(3))
+    if min(expires, not_before, issued_at) < 1 << 16:
+        raise DecodeError("a NumericDate not in its shortest form (RFC 8949 §4.2.1)")
+    if (x is None) == (head == b"\xa8"):
+        raise DecodeError("a credential has cnf exactly when its claims map has 8 claims")
+    return _new(
+        CredentialFields,
+        (kid, to_be_signed, signature, payload, _content(issuer).decode("utf-8"),
+         _content(subject).decode("utf-8"), expires, not_before, issued_at,
+         None if x is None else b"\x04" + x + y,
+         index[0] if len(index) == 1 else int.from_bytes(index[1:], "big"),
+         _content(uri).decode("utf-8"), found.end()),
+    )
+
+
+def _claims_walk(
+    kid: bytes, to_be_signed: bytes, signature: bytes, payload: bytes
+) -> CredentialFields:
+    """`_claims` field by field: any length of text, and a precise error for bad claims."""
     head = payload[0]
     if (head != 0xA8 and head != 0xA7) or payload[1] != 0x01:
         raise DecodeError("the credential's claims must be a map of 7 or 8 claims from iss (1)")
@@ -334,6 +409,21 @@ def _presentation(body: bytes) -> PresentationFields:
     proof, end = _bstr(body, end)
     if end != len(body):
         raise DecodeError("trailing bytes after the presentation")
+    found = _PROOF.fullmatch(body, proof)
+    if found is None:
+        return _proof_walk(body, credential, proof, end)
+    signed, time, digest, signature = found.groups()
+    time = int.from_bytes(time, "big")
+    if time < 1 << 16:
+        raise DecodeError("a CBOR head not in its shortest form (RFC 8949 §4.2.1)")
+    return _new(
+        PresentationFields,
+        (credential, signed[2:], _SIG1_PROOF + signed, signature, time, digest, None),
+    )
+
+
+def _proof_walk(body: bytes, credential: bytes, proof: int, end: int) -> PresentationFields:
+    """The proof (at `proof` to `end` in `body`) field by field: any time, with a nonce."""
     if not body.startswith(_PROOF_HEAD, proof):
         raise DecodeError("the proof header field is missing or not in its canonical form")
     start, pos = _bstr(body, proof + 6)
@@ -369,6 +459,39 @@ def _presentation(body: bytes) -> PresentationFields:
 
 
 def _holder(data: bytes, pos: int) -> HolderFields:
+    found = _HOLDER.fullmatch(data, pos)
+    if found is None:
+        return _holder_walk(data, pos)
+    card, surname, given, sex, birth, region, count, listed, photo = found.groups()
+    if (photo is None) == (data[pos] == 0xA8):
+        raise DecodeError("the holder claim has a photo digest (8) exactly when it has 8 fields")
+    schemes = []
+    at = 0
+    while at < len(listed):  # text heads and their bytes, as the pattern found them
+        if listed[at] == 0x78:
+            at, end = at + 2, at + 2 + listed[at + 1]
+        else:
+            at, end = at + 1, at + listed[at] - 0x5F
+        schemes.append(listed[at:end].decode("ascii"))
+        at = end
+    if len(schemes) != count[0] - 0x80:
+        raise DecodeError("the holder's schemes array does not hold as many codes as it says")
+    surname, given = _content(surname).decode("utf-8"), _content(given).decode("utf-8")
+    if not surname.strip() or not given.strip():
+        raise DecodeError("the holder's surname and given names must be text, not blank")
+    try:
+        birth_date = date.fromisoformat(birth.decode("ascii"))
+    except ValueError:
+        raise DecodeError(f"the holder's birth date {birth.decode()} is not a date") from None
+    return _new(
+        HolderFields,
+        (card.decode("ascii"), surname, given, sex.decode("ascii"), birth_date,
+         region.decode("ascii"), tuple(schemes), None if photo is None else photo[3:]),
+    )
+
+
+def _holder_walk(data: bytes, pos: int) -> HolderFields:
+    """`_holder` field by field: any length of text, and a precise error for a bad claim."""
     card = _HOLDER_CARD.match(data, pos)
     if card is None:
         raise DecodeError(
@@ -422,6 +545,11 @@ def _name(data: bytes, pos: int, what: str) -> tuple[str, int]:
 
 
 # --- heads ----------------------------------------------------------------------------------------
+
+
+def _content(text: bytes) -> bytes:
+    """The bytes of a text string of 1 to 255 bytes matched with its head (`_text_pattern`)."""
+    return text[2:] if text[0] == 0x78 else text[1:]
 
 
 def _text(data: bytes, pos: int) -> tuple[str, int]:

@@ -273,7 +273,7 @@ def credentials(draw: st.DrawFn) -> bytes:
 
 @st.composite
 def presentations(draw: st.DrawFn) -> bytes:
-    payload: dict[int, Any] = {1: draw(st.one_of(numbers, st.just(canonical.MAX_TIME + 1))),
+    payload: dict[int, Any] = {1: draw(st.one_of(times, numbers, st.just(canonical.MAX_TIME + 1))),
                                2: os.urandom(draw(st.sampled_from([32, 32, 31])))}
     if draw(st.booleans()):
         payload[3] = os.urandom(draw(st.integers(0, 70)))
