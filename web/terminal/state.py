@@ -13,9 +13,10 @@ Rules:
   verification (the full app: its files are local) or in a background thread (the standalone
   terminal: `start_background_sync`); a failed sync keeps the held lists and is reported on
   the page, never hidden;
-* the replay cache is restored from `<dir>/replay.json` at start and written back after every
-  accepted presentation, under the same lock file as `cardsys verify qr`, merging what the CLI
-  wrote meanwhile, so a QR shown twice is refused across restarts and tools.
+* every verification runs under the lock of `<dir>/replay.json` (the lock file `cardsys verify
+  qr` uses): the entries saved there are merged into the process's replay cache first, and an
+  accepted presentation is written back before the lock is released. So a QR passes once per
+  terminal directory, across the workers of a gunicorn, restarts and the CLI.
 """
 
 from __future__ import annotations
@@ -160,10 +161,16 @@ class TerminalState:
             store = self.store(now)
         except VerificationError as exc:  # TrustListError, StaleTrustError
             return Verdict.refused(exc)
-        verdict = check_qr(text, store, now=now, replay=self.replay)
-        card = verdict.card
-        if verdict.valid and card is not None and card.evidence is Evidence.PRESENTATION:
-            self._save_replay(int(now.timestamp()))
+        moment = int(now.timestamp())
+        # Under the replay file's lock: what another worker process (or `cardsys verify qr`)
+        # accepted is merged in before the check, and what this one accepts is written out
+        # before the lock is released, so a QR passes once per terminal directory.
+        with self._replay_file() as saved:
+            self.replay.restore(saved, moment)
+            verdict = check_qr(text, store, now=now, replay=self.replay)
+            card = verdict.card
+            if verdict.valid and card is not None and card.evidence is Evidence.PRESENTATION:
+                self._write_replay(moment)
         return verdict
 
     def photo(self, digest: str) -> bytes | None:
@@ -201,14 +208,13 @@ class TerminalState:
                 raise TrustListError(f"{path} is damaged ({exc}); remove it to reset") from None
             yield saved
 
-    def _save_replay(self, now: int) -> None:
+    def _write_replay(self, now: int) -> None:
+        """Write the live entries (call with the replay file's lock held)."""
         path = self.directory / REPLAY_FILE
-        with self._replay_file() as saved:
-            self.replay.restore(saved, now)
-            entries = [[key.hex(), expiry] for key, expiry in self.replay.entries(now)]
-            temporary = path.with_name(f".{path.name}.tmp")
-            temporary.write_text(json.dumps(entries))
-            os.replace(temporary, path)
+        entries = [[key.hex(), expiry] for key, expiry in self.replay.entries(now)]
+        temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        temporary.write_text(json.dumps(entries))
+        os.replace(temporary, path)
 
 
 def http_photos(base_url: str) -> PhotoSource:
