@@ -1,5 +1,5 @@
 """Verifying a scanned QR offline: a phone's presentation (`SSP1:`) or a card's static QR
-(`SSC1:`). Formats: `cardsys.formats.credential`.
+(`SSC1:`). Formats: `cardsys.formats.credential`, read by `cardsys.formats.canonical`.
 
 `verify_qr` returns a `VerifiedCard` or raises the `VerificationError` subclass that names
 the first failed check. The checks run cheapest first, so that a rejection never costs a

@@ -56,14 +56,16 @@ class ReplayCache:
         """Remember `key` until `expires`; False when it is already remembered (a replay) or
         the cache is full of live entries (fail closed)."""
         with self._lock:
-            self._purge(now)
-            current = self._expiry.get(key)
+            heap, expiry = self._heap, self._expiry
+            if heap and heap[0][0] <= now:
+                self._purge(now)
+            current = expiry.get(key)
             if current is not None and current > now:
                 return False
-            if len(self._expiry) >= self._capacity:
+            if len(expiry) >= self._capacity:
                 return False
-            self._expiry[key] = expires
-            heapq.heappush(self._heap, (expires, key))
+            expiry[key] = expires
+            heapq.heappush(heap, (expires, key))
             return True
 
     def entries(self, now: int) -> list[tuple[bytes, int]]:

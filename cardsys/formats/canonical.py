@@ -14,10 +14,14 @@ values.
 
 Why it is fast, and why that is safe:
 
-- constant stretches (COSE headers, the claim keys between the texts, the COSE_Key of `cnf`,
-  the status claim's map keys, the holder's fixed-width fields) are checked with one compiled
-  regular expression or one `startswith` each, anchored at a known position; a regular
-  expression here never searches, it matches at one position with fixed-width repeats only;
+- a message whose texts are 1 to 255 bytes long (all real ones) is matched by one compiled
+  regular expression for its claims, one for its holder claim and one for the usual proof:
+  every key, head and fixed-width field in a single C call. A text is matched by one
+  alternative per length, so the length in its head is checked exactly, and every
+  alternative (and every optional part) opens with its own literal byte, so the engine never
+  backtracks: matching is linear in the input. The reader then checks only what a pattern
+  cannot (UTF-8, blank names, counts, the calendar). Anything else goes to a field-by-field
+  walker over the same rules, which also says what is wrong;
 - the readers return plain named tuples, built with `tuple.__new__` (no per-field Python
   code); the public frozen dataclasses are built from them off the hot path;
 - the signed bytes (COSE Sig_structure, RFC 9052 §4.4) are concatenated from constant heads
