@@ -239,9 +239,7 @@ def chip_holder(card: Card, dates: CardDates, settings: Settings) -> ChipHolder:
 _CARDS = cast(Table, Card.__table__)
 _RESIDENTS = cast(Table, Resident.__table__)
 _RECORDS = cast(Table, ChipPersonalization.__table__)
-_LOCK_STATUS = (
-    select(_CARDS.c.status).where(_CARDS.c.id == bindparam("card_id")).with_for_update()
-)
+_CARD_STATUS = select(_CARDS.c.status).where(_CARDS.c.id == bindparam("card_id"))
 # What the lifecycle step's checks read: a card's version moves with every change of its row.
 _LOCK_CARD = (
     select(_CARDS.c.version, _CARDS.c.status, _RESIDENTS.c.office_id)
@@ -264,12 +262,31 @@ _CLOSE_RECORD = (
 _RECORD_OF_CHIP = select(_RECORDS.c.id).where(_RECORDS.c.chip_serial == bindparam("serial"))
 
 
+#: What a chip record holds besides its card (the values are bound per record).
+_RECORD_VALUES = (
+    "chip_serial",
+    "sod_sha256",
+    "aa_public_key",
+    "state",
+    "written_at",
+    "issue_date",
+    "expiry_date",
+    "operator_id",
+    "machine",
+)
+
+
 def _record_insert(dialect: str) -> Insert:
-    """INSERT of a chip record that yields no id when the card already has one (another
-    machine recorded it first). A chip serial recorded twice still fails (DuplicateError)."""
+    """INSERT of a chip record for a card that is still approved, in one statement: it yields
+    no id when the card is not approved any more, or already has a record (another machine
+    recorded it first). A chip serial recorded twice still fails (DuplicateError)."""
     insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    source = select(
+        _CARDS.c.id, *(bindparam(name, type_=_RECORDS.c[name].type) for name in _RECORD_VALUES)
+    ).where(_CARDS.c.id == bindparam("card_id"), _CARDS.c.status == CardStatus.APPROVED)
     return (
         insert(_RECORDS)
+        .from_select(["card_id", *_RECORD_VALUES], source)
         .on_conflict_do_nothing(index_elements=[_RECORDS.c.card_id])
         .returning(_RECORDS.c.id)
     )
@@ -593,14 +610,6 @@ class Bureau:
         """
         with self._step() as session:
             journal = session.connection()
-            status = journal.execute(_LOCK_STATUS, {"card_id": job.card_id}).scalar()
-            if status is not CardStatus.APPROVED:
-                log.warning(
-                    "card %s changed while its chip was written; chip %s re-used",
-                    job.number,
-                    serial,
-                )
-                return None
             record_id = journal.execute(
                 self._insert_record,
                 {
@@ -609,19 +618,26 @@ class Bureau:
                     "sod_sha256": sod_sha256,
                     "aa_public_key": aa_public_key,
                     "state": ChipRecordState.LOCK_PENDING,
-                    "completion": None,
                     "written_at": now,
                     "issue_date": dates.issue,
                     "expiry_date": dates.expiry,
                     "operator_id": self._actor().id,
                     "machine": self._machine,
-                    "finished_at": None,
                 },
             ).scalar()
+            if record_id is None:
+                status = journal.execute(_CARD_STATUS, {"card_id": job.card_id}).scalar()
         if record_id is None:
-            log.warning(
-                "card %s was recorded by another batch; chip %s re-used", job.number, serial
-            )
+            if status is CardStatus.APPROVED:
+                log.warning(
+                    "card %s was recorded by another batch; chip %s re-used", job.number, serial
+                )
+            else:
+                log.warning(
+                    "card %s changed while its chip was written; chip %s re-used",
+                    job.number,
+                    serial,
+                )
             return None
         return _Written(record_id, job.card_id, serial, sod_sha256, aa_public_key, now, dates)
 

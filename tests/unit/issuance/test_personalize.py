@@ -13,7 +13,7 @@ import json
 import logging
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -586,6 +586,84 @@ def test_card_revoked_while_its_chip_is_written_is_voided(
     with database.transaction() as session:
         assert audit_tags(session, numbers[0])[-1] == "card:chip:void"
         assert card(session, numbers[0]).status is CardStatus.REVOKED
+
+
+_UPDATE_BINARY = 0xD6
+
+
+def _while_writing(reader: HopperReader, action: Callable[[], None]) -> None:
+    """Run `action` once, as the first file content goes onto a chip (another machine or an
+    office acting on the database meanwhile: the batch holds no database lock then)."""
+    done = False
+
+    def watch(number: int, command: bytes, answer: bytes | None) -> None:
+        nonlocal done
+        if not done and command[1] == _UPDATE_BINARY and command[0] & 0xF0 == 0x80:
+            done = True
+            action()
+
+    reader.watch = watch
+
+
+def test_card_revoked_before_its_record_is_skipped_and_its_chip_reused(
+    database: Database,
+    settings: Settings,
+    reader: HopperReader,
+    chip_signer: Signer,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    staff, numbers = approved_cards(database, settings, 2, now=NOW)
+
+    def revoke() -> None:
+        with database.transaction() as session:
+            cards.revoke(session, staff.supervisor_in(session), card(session, numbers[0]),
+                         reason=Reason.DAMAGED, now=NOW)  # fmt: skip
+
+    _while_writing(reader, revoke)
+    (result,) = _bureau(database, reader, settings, chip_signer).run(2)
+    assert (result.card_number, result.chip_serial) == (numbers[1], "HOP-000001")
+    assert "changed while its chip was written" in caplog.text
+    with database.transaction() as session:
+        (record,) = session.scalars(select(ChipPersonalization)).all()
+        assert record.card.number == numbers[1]
+        assert card(session, numbers[0]).status is CardStatus.REVOKED
+        assert card(session, numbers[0]).chip_serial is None
+    _check_outcome(database, reader, numbers[1:])
+
+
+def test_card_another_machine_recorded_first_is_left_to_it(
+    database: Database,
+    settings: Settings,
+    reader: HopperReader,
+    chip_signer: Signer,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    staff, numbers = approved_cards(database, settings, 2, now=NOW)
+
+    def record_elsewhere() -> None:
+        with database.transaction() as session:
+            row = card(session, numbers[0])
+            session.add(
+                ChipPersonalization(
+                    card_id=row.id, chip_serial="OTHER-1", sod_sha256="00" * 32,
+                    aa_public_key=b"key", state=ChipRecordState.LOCK_PENDING, completion=None,
+                    written_at=NOW, issue_date=NOW.date(), expiry_date=date(2040, 3, 1),
+                    operator_id=staff.clerk_in(session).id, machine="bureau-2",
+                    finished_at=None,
+                )
+            )  # fmt: skip
+
+    _while_writing(reader, record_elsewhere)
+    (result,) = _bureau(database, reader, settings, chip_signer).run(2)
+    assert (result.card_number, result.chip_serial) == (numbers[1], "HOP-000001")
+    assert "recorded by another batch" in caplog.text
+    with database.transaction() as session:
+        theirs = session.scalars(
+            select(ChipPersonalization).where(ChipPersonalization.machine == "bureau-2")
+        ).one()
+        assert (theirs.card.number, theirs.state) == (numbers[0], ChipRecordState.LOCK_PENDING)
+        assert card(session, numbers[0]).status is CardStatus.APPROVED
+        assert card(session, numbers[1]).status is CardStatus.PERSONALIZED
 
 
 def test_chip_that_does_not_hold_its_record_is_not_locked(
