@@ -212,3 +212,65 @@ def test_replays_are_shared_by_workers_and_kept_across_a_restart(
     assert scan(second, text).get_json()["reason"] == "replayed"
     # And one started after a restart.
     assert scan(counter(), text).get_json()["reason"] == "replayed"
+
+
+# --- cardsys terminal serve ----------------------------------------------------------------------
+
+
+def _serve(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, *args: str) -> tuple[int, str, Any]:
+    """Run `cardsys terminal serve ...` with the server replaced: (exit code, output, the
+    app factory and address the command would have served)."""
+    from click.testing import CliRunner
+
+    from cardsys.cli import main
+    from web.terminal import setup
+
+    served: dict[str, Any] = {}
+
+    def fake_serve(factory: Any, *, host: str, port: int, threads: int = 4) -> None:
+        served.update(factory=factory, host=host, port=port)
+
+    monkeypatch.setattr(setup, "serve", fake_serve)
+    env = {"CARDSYS_INSTANCE_PATH": str(tmp_path / "unused")}
+    with CliRunner().isolation(env=env) as (out, err, _):
+        try:
+            main(["terminal", "serve", *args])
+            code = 0
+        except SystemExit as exc:
+            code = exc.code if isinstance(exc.code, int) else 1
+        text = out.getvalue().decode() + err.getvalue().decode()
+    return code, text, served
+
+
+def test_terminal_serve_needs_a_pinned_root(monkeypatch: pytest.MonkeyPatch,
+                                            tmp_path: Path) -> None:
+    code, text, served = _serve(monkeypatch, tmp_path, "--trust", str(tmp_path / "empty"))
+    assert code == 1
+    assert "terminal init" in text
+    assert not served
+
+
+def test_terminal_serve_builds_the_standalone_app(
+    app: Flask, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from verify.sync import init_terminal
+
+    settings = app.config["CARDSYS_SETTINGS"]
+    trust = tmp_path / "counter"
+    init_terminal(mirror_public(app.extensions["cardsys_db"], settings), trust)
+    code, text, served = _serve(monkeypatch, tmp_path, "--trust", str(trust), "--port", "8123",
+                                "--sync-from", str(settings.instance_path / "public"))
+    assert code == 0, text
+    assert served["host"] == "127.0.0.1"
+    assert served["port"] == 8123
+    # The factory starts the background sync (not under TESTING): count it, don't run it.
+    from web.terminal.state import TerminalState
+
+    started: list[TerminalState] = []
+    monkeypatch.setattr(TerminalState, "start_background_sync",
+                        lambda self: started.append(self))
+    alone = served["factory"]()
+    assert "cardsys_db" not in alone.extensions
+    assert alone.extensions["cardsys_terminal"].directory == trust
+    assert started == [alone.extensions["cardsys_terminal"]]
+    assert started[0].sync_every == 300

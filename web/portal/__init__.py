@@ -28,7 +28,7 @@ bp = Blueprint("portal", __name__)
 
 #: Static files the portal pages load; the service worker keeps them for offline use.
 ASSETS: Final = (
-    "site.css", "portal/portal.css", "portal/wallet.js", "portal/card.js",
+    "portal/portal.css", "portal/wallet.js", "portal/card.js",
     "portal/activate.js", "qr/qr.js", "favicon.svg",
 )
 _CARD_NUMBER_MAX: Final = 20
