@@ -519,6 +519,9 @@ class Bureau:
     def _plan(self, count: int) -> tuple[list[int], list[_Job]]:
         """The office's pending records, then its next approved cards with their chip data."""
         with self._step() as session:
+            # Each plan reads afresh (the operator may have been deactivated meanwhile): the
+            # run's session would otherwise hand back what an earlier plan loaded, unchanged.
+            session.expire_all()
             actor = operators.get_operator(session, self._login)
             require_role(actor, *cards.ACTION_ROLES[Action.PERSONALIZE])
             self._operator = actor
@@ -575,7 +578,10 @@ class Bureau:
 
     @staticmethod
     def _load_record(session: Session, record_id: int) -> ChipPersonalization:
-        record = session.get(ChipPersonalization, record_id, with_for_update=True)
+        # populate_existing: a record this run loaded before may have been closed since.
+        record = session.get(
+            ChipPersonalization, record_id, with_for_update=True, populate_existing=True
+        )
         if record is None:
             raise ChipError(f"personalization record {record_id} vanished")
         return record

@@ -30,6 +30,7 @@ from cardsys.config import Settings
 from cardsys.db import Database
 from cardsys.errors import (
     ChipError,
+    NotFoundError,
     PermissionDeniedError,
     ReaderError,
     ValidationError,
@@ -664,6 +665,63 @@ def test_card_another_machine_recorded_first_is_left_to_it(
         assert (theirs.card.number, theirs.state) == (numbers[0], ChipRecordState.LOCK_PENDING)
         assert card(session, numbers[0]).status is CardStatus.APPROVED
         assert card(session, numbers[1]).status is CardStatus.PERSONALIZED
+
+
+def test_operator_deactivated_during_a_run_plans_no_more_cards(
+    database: Database, settings: Settings, reader: HopperReader, chip_signer: Signer
+) -> None:
+    """A run plans again when a planned card dropped out; that plan checks the operator
+    afresh, not as the run's session remembers them."""
+    staff, numbers = approved_cards(database, settings, 3, now=NOW)
+
+    def revoke_and_deactivate() -> None:
+        with database.transaction() as session:
+            cards.revoke(session, staff.supervisor_in(session), card(session, numbers[0]),
+                         reason=Reason.DAMAGED, now=NOW)  # fmt: skip
+            staff.clerk_in(session).active = False
+
+    _while_writing(reader, revoke_and_deactivate)
+    with pytest.raises(NotFoundError, match="no active operator"):
+        _bureau(database, reader, settings, chip_signer).run(2)
+    with database.transaction() as session:
+        assert card(session, numbers[1]).status is CardStatus.PERSONALIZED  # planned before
+        assert card(session, numbers[2]).status is CardStatus.APPROVED
+
+
+def test_chip_finished_from_its_record_that_comes_back_unlocked_is_locked(
+    database: Database, settings: Settings, reader: HopperReader, chip_signer: Signer
+) -> None:
+    """Killed before the LOCK; the resume does not find the chip (finished from the record);
+    then, in the same run, the chip is put back unlocked: it is checked and locked."""
+    _, numbers = approved_cards(database, settings, 2, now=NOW)
+
+    def watch(number: int, command: bytes, answer: bytes | None) -> None:
+        if command[1] == _LOCK and command[0] & 0xF0 == 0x80 and answer is None:
+            raise Crash
+
+    reader.watch = watch
+    with pytest.raises(Crash):
+        _bureau(database, reader, settings, chip_signer).run(1)
+    reader.watch = None
+    written = reader.card
+    reader.card = reader.hopper.take()  # the written chip went astray
+
+    def put_back(result: BatchResult) -> None:
+        if result.resumed:
+            reader.card = written
+
+    first, second = _bureau(database, reader, settings, chip_signer).run(2, progress=put_back)
+    assert (first.card_number, first.resumed) == (numbers[0], True)
+    assert first.completion is ChipCompletion.FROM_RECORD
+    assert (second.card_number, second.resumed) == (numbers[1], False)
+    assert written.state is CardState.LOCKED
+    assert second.chip_serial != written.serial
+    with database.transaction() as session:
+        record = session.scalars(
+            select(ChipPersonalization).where(ChipPersonalization.chip_serial == written.serial)
+        ).one()
+        assert (record.state, record.completion) == (ChipRecordState.DONE, ChipCompletion.LOCKED)
+    _check_outcome(database, reader, numbers)
 
 
 def test_chip_that_does_not_hold_its_record_is_not_locked(
