@@ -444,6 +444,27 @@ def demo_seed(app: App) -> None:
         click.echo(f"  {entry.login:<12} {entry.password}   ({entry.role.value})")
 
 
+@demo.command("code")
+@pass_app
+def demo_code(app: App) -> None:
+    """A fresh activation code for the demo office's first active card, and where to use it."""
+    from issuance import demo as demo_service
+
+    now = now_utc()
+    made = demo_service.demo_code(app.db, app.settings, now=now)
+    publish_changes(app)
+    base = app.settings.public_base_url.rstrip("/")
+    minutes = int((made.expires_at - now).total_seconds() // 60)
+    click.echo(
+        f"phone activation (demo, valid {minutes} minutes, shown once):\n"
+        f"  card number   {made.card_number}   ({made.holder})\n"
+        f"  birth date    {made.birth_date.isoformat()}\n"
+        f"  code          {made.code}\n"
+        f"  portal        {base}/portal/activate?card={made.card_number}\n"
+        f"  terminal      {base}/terminal/"
+    )
+
+
 # --- other areas' command groups ------------------------------------------------------------
 
 # Imported here, after the core commands they build on (they import App and helpers above).

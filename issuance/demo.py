@@ -16,10 +16,12 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from cardsys.config import Settings
+from cardsys.db import Database
+from cardsys.errors import NotFoundError
 from cardsys.ids import ResidentId
-from cardsys.lifecycle import Reason
-from cardsys.models import Office, Operator, Resident, Role, Sex
-from issuance import cards, operators, residents
+from cardsys.lifecycle import CardKind, CardStatus, Reason
+from cardsys.models import Card, Office, Operator, Resident, Role, Sex
+from issuance import cards, digital, operators, residents
 
 OFFICE = "DEMO-01"
 LOGINS = (
@@ -112,3 +114,38 @@ def _passwords(instance: Path) -> dict[str, str]:
     with os.fdopen(fd, "w") as handle:
         handle.writelines(f"{login} {password}\n" for login, password in passwords.items())
     return passwords
+
+
+@dataclass(frozen=True)
+class DemoCode:
+    """What a person needs to activate the demo phone."""
+
+    card_number: str
+    holder: str
+    birth_date: date
+    code: str
+    expires_at: datetime
+
+
+def demo_code(db: Database, settings: Settings, *, now: datetime) -> DemoCode:
+    """A new activation code for the demo office's first active chip card.
+
+    Raises:
+        NotFoundError: no demo office, or no active card in it (run `cardsys demo seed`).
+    """
+    with db.transaction() as session:
+        card = session.scalar(
+            select(Card).join(Card.resident).join(Office, Resident.office_id == Office.id)
+            .where(Office.code == OFFICE, Card.kind == CardKind.PHYSICAL,
+                   Card.status == CardStatus.ACTIVE)
+            .order_by(Card.id).limit(1)
+        )
+        if card is None:
+            raise NotFoundError(f"no active card in the demo office {OFFICE}: run "
+                                "`cardsys demo seed`")
+        clerk = operators.get_operator(session, "clerk")
+        issued = digital.create_activation_code(session, clerk, card.number, now=now,
+                                                settings=settings)
+        person = card.resident
+        return DemoCode(card.number, f"{person.surname} {person.given_names}",
+                        person.birth_date, issued.code, issued.expires_at)

@@ -339,10 +339,36 @@ def revoke_signer(
 
 
 def list_signers(session: Session, actor: Operator) -> list[SignerInfo]:
-    """Every signer, newest first (admins and auditors)."""
-    require_role(actor, Role.ADMIN, Role.AUDITOR)
+    """Every signer, newest first (admins, and the office supervisors and auditors who watch
+    key status: the registry holds certificates, key references and dates, nothing secret)."""
+    require_role(actor, Role.ADMIN, Role.AUDITOR, Role.SUPERVISOR)
     records = session.scalars(select(SignerRecord).order_by(SignerRecord.id.desc())).all()
     return [SignerInfo.of(record) for record in records]
+
+
+@dataclass(frozen=True)
+class KeyStatus:
+    """The PKI at a glance: root, signers, when each purpose must rotate, the trust list."""
+
+    root: RootInfo | None
+    trust_list_issued_at: datetime | None
+    signers: tuple[SignerInfo, ...]
+    #: Per purpose, when its active signer stops signing (None: no active signer).
+    next_rotation: tuple[tuple[Purpose, datetime | None], ...]
+
+
+def key_status(session: Session, actor: Operator) -> KeyStatus:
+    """What the office's key page shows (read-only)."""
+    signers = tuple(list_signers(session, actor))
+    state = session.get(PkiState, _STATE_ID)
+    root = _root_info(state) if state is not None else None
+    rotation = []
+    for purpose in Purpose:
+        ends = [s.usage_end for s in signers
+                if s.purpose is purpose and s.status is SignerStatus.ACTIVE]
+        rotation.append((purpose, min(ends) if ends else None))
+    return KeyStatus(root, state.trust_list_issued_at if state else None, signers,
+                     tuple(rotation))
 
 
 def active_signer(session: Session, store: KeyStore, purpose: Purpose, now: datetime) -> Signer:
