@@ -592,7 +592,12 @@ class Bureau:
         period = self._signer_period
         if self._signer is not None and period is not None and period[0] <= now <= period[1]:
             return self._signer
-        with self._step() as session:
+        # A session of its own: the keys' state (CRL, signer records) read afresh, and the
+        # run's session left as it is. Between steps the run's session holds no transaction,
+        # so on SQLite this one does not wait for it.
+        if self._session is not None and self._session.in_transaction():
+            raise ChipError("the signer is looked up between a batch's steps, not inside one")
+        with self._db.transaction() as session:
             signer = self._signers(session, now)
         self._signer, self._signer_period = signer, usage_period(signer.certificate)
         return signer
