@@ -208,10 +208,12 @@ def _signer_and_times(credential: CredentialFields, trust: TrustStore, now_ts: i
     skew = trust.skew
     if now_ts >= credential.expires + skew:
         raise ExpiredError(f"the credential expired at {_iso(credential.expires)}")
-    limit = now_ts + skew
-    for moment, name in ((credential.not_before, "nbf"), (credential.issued_at, "iat")):
-        if moment > limit:
-            raise NotYetValidError(f"the credential is not valid before {_iso(moment)} ({name})")
+    if credential.not_before > now_ts + skew:
+        moment = _iso(credential.not_before)
+        raise NotYetValidError(f"the credential is not valid before {moment} (nbf)")
+    if credential.issued_at > now_ts + skew:
+        moment = _iso(credential.issued_at)
+        raise NotYetValidError(f"the credential is not valid before {moment} (iat)")
     return key
 
 

@@ -290,6 +290,11 @@ def der_signature(raw: bytes) -> bytes:
     as `cryptography` verifies it: each integer unsigned, minimal, with a 00 byte before a
     high bit. (The same bytes as `encode_dss_signature`, without the two integer
     conversions.)"""
+    if raw[0] and raw[32]:
+        # Neither integer starts with a zero byte (255 signatures in 256): the heads depend
+        # only on their high bits.
+        head, middle = _DER_HEADS[raw[0] >> 7 << 1 | raw[32] >> 7]
+        return head + raw[:32] + middle + raw[32:]
     r = raw[:32].lstrip(b"\x00")
     s = raw[32:].lstrip(b"\x00")
     if not r or r[0] & 0x80:
@@ -297,6 +302,16 @@ def der_signature(raw: bytes) -> bytes:
     if not s or s[0] & 0x80:
         s = b"\x00" + s
     return b"\x30" + bytes((len(r) + len(s) + 4, 2, len(r))) + r + bytes((2, len(s))) + s
+
+
+#: DER heads for two 32-byte integers, by (r's high bit, s's high bit): SEQUENCE and r's
+#: INTEGER head, then s's INTEGER head; a 00 byte keeps an integer with its high bit positive.
+_DER_HEADS: Final = (
+    (b"\x30\x44\x02\x20", b"\x02\x20"),
+    (b"\x30\x45\x02\x20", b"\x02\x21\x00"),
+    (b"\x30\x45\x02\x21\x00", b"\x02\x20"),
+    (b"\x30\x46\x02\x21\x00", b"\x02\x21\x00"),
+)
 
 
 # --- credentials ------------------------------------------------------------------------------

@@ -399,8 +399,10 @@ def test_a_non_shortest_payload_head_is_read_as_a_general_cose_message() -> None
 
 @pytest.mark.parametrize(
     "raw",
-    [bytes(64), b"\x80" * 64, b"\x00" * 31 + b"\x01" + b"\x00" * 31 + b"\x80",
-     b"\x00\x80" + b"\x01" * 62, b"\x7f" + b"\xff" * 63, *(os.urandom(64) for _ in range(200))],
+    [bytes(64), b"\x80" * 64, b"\x01" * 64, b"\x80" * 32 + b"\x01" * 32,
+     b"\x01" * 32 + b"\x80" * 32, b"\x00" * 31 + b"\x01" + b"\x00" * 31 + b"\x80",
+     b"\x00\x80" + b"\x01" * 62, b"\x01" * 32 + b"\x00" * 31 + b"\x05",
+     b"\x7f" + b"\xff" * 63, *(os.urandom(64) for _ in range(200))],
 )
 def test_der_signatures_match_cryptography(raw: bytes) -> None:
     expected = encode_dss_signature(int.from_bytes(raw[:32], "big"),
