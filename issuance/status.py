@@ -314,16 +314,22 @@ def write_root(settings: Settings, pem: bytes) -> Path:
 # --- files --------------------------------------------------------------------------------------
 
 
+def index_document(session: Session) -> bytes:
+    """`status/index.json`: every published shard with the SHA-256 of its signed list, so a
+    terminal fetches only the shards that changed (the lists themselves are signed; the index
+    only saves downloads)."""
+    rows = session.execute(
+        select(StatusListPublication.list_number, StatusListPublication.sha256)
+        .where(StatusListPublication.token.is_not(None))
+        .order_by(StatusListPublication.list_number)
+    ).all()
+    document = {"lists": [n for n, _ in rows], "sha256": {str(n): d for n, d in rows}}
+    return json.dumps(document, separators=(",", ":")).encode()
+
+
 def _write_index(db: Database, settings: Settings) -> None:
     with db.transaction() as session:
-        numbers = sorted(
-            session.scalars(
-                select(StatusListPublication.list_number).where(
-                    StatusListPublication.token.is_not(None)
-                )
-            )
-        )
-    document = json.dumps({"lists": numbers}, separators=(",", ":")).encode()
+        document = index_document(session)
     write_atomic(_public(settings) / STATUS_DIR / INDEX_FILE, document)
 
 

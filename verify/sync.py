@@ -4,7 +4,8 @@ The source is the agency's public area, over HTTP(S) (`http://host:8000`, meanin
 `http://host:8000/public`) or as a directory (`<instance>/public`), laid out as
 
     trust-list            the signed trust list
-    status/index.json     {"lists": [0, 1, ...]}: the shards published (not signed: a list
+    status/index.json     {"lists": [0, 1, ...], "sha256": {"0": ...}}: the shards published
+                          and each signed list's SHA-256 (not signed: a list
                           left out only goes stale at the terminal, it never turns valid)
     status/<n>            the signed status list of shard n
 
@@ -25,6 +26,7 @@ Rules `sync` keeps (the target layout is `verify.trust`'s):
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import secrets
@@ -148,12 +150,12 @@ def sync(
         previous_digest=held_digest,
     )
     store = TrustStore.build(trust_list, (), now=now, policy=policy)
-    candidates = _status_lists(fetch, store, state, now)
+    candidates = _status_lists(fetch, store, state, target, now)
     trust_updated = trust_list.digest != held_digest
     if trust_updated:
         _write_atomic(target / TRUST_LIST_FILE, document)
     held: dict[str, int] = dict(state.get("status", {}))
-    updated, unchanged, refused = [], [], list(candidates.refused)
+    updated, unchanged, refused = [], list(candidates.unchanged), list(candidates.refused)
     for number, (token, issued) in sorted(candidates.accepted.items()):
         previous = held.get(str(number))
         if previous == issued and (target / STATUS_DIR / str(number)).is_file():
@@ -168,23 +170,28 @@ def sync(
         "status": held,
         "synced_at": now.astimezone(UTC).isoformat(),
     })
-    return SyncReport(trust_list.sequence, trust_updated, tuple(updated), tuple(unchanged),
-                      tuple(refused))
+    return SyncReport(trust_list.sequence, trust_updated, tuple(updated),
+                      tuple(sorted(unchanged)), tuple(refused))
 
 
 @dataclass
 class _Candidates:
     accepted: dict[int, tuple[bytes, int]] = field(default_factory=dict)
     refused: list[tuple[int, str]] = field(default_factory=list)
+    unchanged: list[int] = field(default_factory=list)
 
 
 def _status_lists(
-    fetch: _Fetcher, store: TrustStore, state: dict[str, Any], now: datetime
+    fetch: _Fetcher, store: TrustStore, state: dict[str, Any], target: Path, now: datetime
 ) -> _Candidates:
-    """Every listed shard's token that verifies and is not older than the held one."""
+    """Every listed shard's token that verifies and is not older than the held one; shards
+    whose held copy the index names by digest are not fetched again."""
     found = _Candidates()
     held: dict[str, int] = state.get("status", {})
-    for number in _index(fetch):
+    for number, digest in _index(fetch).items():
+        if digest is not None and _held_digest(target, number) == digest:
+            found.unchanged.append(number)  # the terminal holds exactly this signed list
+            continue
         try:
             token = fetch.get(f"{STATUS_DIR}/{number}", MAX_FILE)
             parsed = store.verify_status_list(token, now=now)
@@ -201,17 +208,34 @@ def _status_lists(
     return found
 
 
-def _index(fetch: _Fetcher) -> list[int]:
+def _index(fetch: _Fetcher) -> dict[int, str | None]:
+    """The shards the source publishes, with the SHA-256 of each signed list when given."""
     data = fetch.get(INDEX, _MAX_INDEX)
     try:
-        numbers = json.loads(data)["lists"]
+        document = json.loads(data)
+        numbers = document["lists"]
+        digests = document.get("sha256", {})
         if not isinstance(numbers, list) or len(numbers) > _MAX_LISTS:
             raise ValueError("lists")
         if not all(isinstance(n, int) and not isinstance(n, bool) and n >= 0 for n in numbers):
             raise ValueError("list numbers")
-    except (ValueError, KeyError, TypeError) as exc:
+        if not isinstance(digests, dict):
+            raise ValueError("sha256")
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
         raise SyncError(f"the status list index is malformed ({exc})") from None
-    return sorted(set(numbers))
+    found: dict[int, str | None] = {}
+    for number in sorted(set(numbers)):
+        digest = digests.get(str(number))
+        found[number] = digest if isinstance(digest, str) and len(digest) == 64 else None
+    return found
+
+
+def _held_digest(target: Path, number: int) -> str | None:
+    """SHA-256 of the list the terminal holds for a shard (None when it holds none)."""
+    try:
+        return hashlib.sha256((target / STATUS_DIR / str(number)).read_bytes()).hexdigest()
+    except FileNotFoundError:
+        return None
 
 
 class _Fetcher:

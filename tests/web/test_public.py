@@ -76,8 +76,10 @@ def test_the_files_are_the_signed_documents(client: FlaskClient, clock: Clock) -
     trust_list = parse_trust_list(document, root=root, now=clock.now, previous_sequence=None,
                                   grace=timedelta(days=3))
     assert trust_list.sequence >= 1
-    assert json.loads(client.get("/public/status/index.json").get_data()) == {"lists": [0]}
-    parsed = parse_status_list(client.get("/public/status/0").get_data())
+    index = json.loads(client.get("/public/status/index.json").get_data())
+    token = client.get("/public/status/0").get_data()
+    assert index == {"lists": [0], "sha256": {"0": hashlib.sha256(token).hexdigest()}}
+    parsed = parse_status_list(token)
     assert parsed.uri.endswith("/public/status/0")
 
 
@@ -100,7 +102,7 @@ def test_no_trust_list_yet_is_404(tmp_path: Path) -> None:
         response = client.get(path)
         assert response.status_code == 404, path
         assert "Set-Cookie" not in response.headers
-    assert client.get("/public/status/index.json").get_json() == {"lists": []}
+    assert client.get("/public/status/index.json").get_json() == {"lists": [], "sha256": {}}
     app.extensions["cardsys_db"].dispose()
 
 

@@ -3,7 +3,7 @@ and what terminals sync.
 
     /public/trust-list          the latest signed trust list (COSE_Sign1)
     /public/status/<n>          the signed status list of shard n (Token Status List, CWT)
-    /public/status/index.json   {"lists": [...]}: the shards published
+    /public/status/index.json   the shards published, with each signed list's SHA-256
     /public/root.pem            the root certificate terminals pin (compare its fingerprint
                                 with the one the agency announces out of band)
 
@@ -17,17 +17,14 @@ with a max-age (a status list's is its `ttl`), `Access-Control-Allow-Origin: *`,
 from __future__ import annotations
 
 import hashlib
-import json
 from typing import Final
 
 from cryptography.hazmat.primitives.serialization import Encoding
 from flask import Blueprint, Response, redirect, render_template, request, url_for
-from sqlalchemy import select
 from werkzeug.wrappers import Response as BaseResponse
 
 from cardsys.errors import InvalidCardNumberError, NotFoundError
 from cardsys.ids import CardNumber
-from cardsys.models import StatusListPublication
 from issuance import status
 from keys import ceremony
 from web import i18n
@@ -113,11 +110,7 @@ def status_list(shard: str) -> BaseResponse:
 def status_index() -> BaseResponse:
     """The shards that have a published list."""
     with transaction() as db:
-        numbers = sorted(db.scalars(
-            select(StatusListPublication.list_number)
-            .where(StatusListPublication.token.is_not(None))
-        ))
-    document = json.dumps({"lists": numbers}, separators=(",", ":")).encode()
+        document = status.index_document(db)
     return public_file(document, "application/json", INDEX_MAX_AGE)
 
 
