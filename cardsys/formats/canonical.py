@@ -93,6 +93,8 @@ _PROOF_HEAD: Final = b"\x84\x43" + PROOF_PROTECTED + b"\xa0"
 #: A raw ES256 signature: bstr(64).
 _SIGNATURE_HEAD: Final = b"\x58\x40"
 
+# --- the walkers' fixed stretches -------------------------------------------------------------
+
 #: After sub: exp (4), nbf (5), iat (6) as 32-bit NumericDates (head 1A, as 2036 needs),
 #: then for a digital card cnf (8) = {1: {1: 2, -1: 1, -2: bstr(32) x, -3: bstr(32) y}}
 #: (RFC 8747 §3.1, RFC 9053 §7.1.1), then status (65535) = {"status_list": {"idx": ...
@@ -103,7 +105,7 @@ _CLAIMS_MIDDLE: Final = re.compile(
     rb"\x19\xff\xff\xa1\x6bstatus_list\xa2\x63idx",
     re.DOTALL,
 )
-#: exp, nbf, iat at the start of _CLAIMS_MIDDLE.
+#: exp, nbf, iat, from the exp key on (both credential readers).
 _TIMES: Final = struct.Struct(">2xI2xI2xI")
 #: Where x and y sit inside the cnf group.
 _X_AT, _Y_AT = 11, 46
@@ -233,12 +235,12 @@ class HolderFields(NamedTuple):
     photo_sha256: bytes | None
 
 
-# --- entry points ---------------------------------------------------------------------------
+# --- entry points -----------------------------------------------------------------------------
 
 
 def read_credential(data: bytes) -> CredentialFields:
     """Read a credential (layout: `cardsys.formats.credential`). Its canonical envelope is
-    read in place; another COSE_Sign1 form (untagged kid, ...) goes through `Sign1.decode`
+    read in place; another COSE_Sign1 form (kid unprotected, ...) goes through `Sign1.decode`
     and must still be ES256 with a kid. The claims must be canonical either way.
 
     Raises:
@@ -417,7 +419,7 @@ def _claims_walk(
     )
 
 
-# --- presentations ------------------------------------------------------------------------------
+# --- presentations ----------------------------------------------------------------------------
 
 
 def _presentation(body: bytes) -> PresentationFields:
@@ -431,8 +433,8 @@ def _presentation(body: bytes) -> PresentationFields:
     found = _PROOF.fullmatch(body, proof)
     if found is None:
         return _proof_walk(body, credential, proof, end)
-    signed, time, digest, signature = found.groups()
-    time = int.from_bytes(time, "big")
+    signed, stamp, digest, signature = found.groups()
+    time = int.from_bytes(stamp, "big")
     if time < 1 << 16:
         raise DecodeError("a CBOR head not in its shortest form (RFC 8949 §4.2.1)")
     return _new(
@@ -474,7 +476,7 @@ def _proof_walk(body: bytes, credential: bytes, proof: int, end: int) -> Present
     )
 
 
-# --- holder claims ------------------------------------------------------------------------------
+# --- holder claims ----------------------------------------------------------------------------
 
 
 def _holder(data: bytes, pos: int) -> HolderFields:
@@ -563,7 +565,7 @@ def _name(data: bytes, pos: int, what: str) -> tuple[str, int]:
     return name, pos
 
 
-# --- heads ----------------------------------------------------------------------------------------
+# --- heads ------------------------------------------------------------------------------------
 
 
 def _content(text: bytes) -> bytes:
