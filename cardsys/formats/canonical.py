@@ -333,22 +333,14 @@ def _envelope(data: bytes) -> tuple[bytes, bytes, bytes, bytes]:
 
 
 def _canonical_envelope(data: bytes) -> tuple[bytes, bytes, bytes, bytes] | None:
-    """`_envelope` for ours, which has one exact form, or None for any other:
-    D2 84 4D <A2 01 26 04 48 kid> A0 <bstr payload of 24 to 65535 bytes> 58 40 <r||s>."""
+    """`_envelope` for ours, which has one exact form, or None for another form:
+    D2 84 4D <A2 01 26 04 48 kid> A0 <bstr payload> 58 40 <r||s>. Once the headers are ours,
+    the payload's head must be in shortest form (DecodeError)."""
     pos = 1 if data[0] == 0xD2 else 0
     if not data.startswith(_ENVELOPE, pos) or data[pos + 15] != 0xA0:
         return None
-    head = data[pos + 16]
-    if head == 0x58:
-        start, length = pos + 18, data[pos + 17]
-    elif head == 0x59:
-        start, length = pos + 19, data[pos + 17] << 8 | data[pos + 18]
-    else:
-        return None
-    end = start + length
-    if length < _SHORTEST[head - 0x58] or len(data) != end + 66:
-        return None
-    if not data.startswith(_SIGNATURE_HEAD, end):
+    start, end = _bstr(data, pos + 16)
+    if not data.startswith(_SIGNATURE_HEAD, end) or len(data) != end + 66:
         return None
     kid = data[pos + 7 : pos + 15]
     # Sig_structure = ["Signature1", protected, h'', payload]: the protected and the payload

@@ -97,6 +97,11 @@ def reference_credential(data: bytes) -> tuple[Any, ...]:
     except DecodeError:
         raise Refused from None
     require(message.alg == -7 and message.kid is not None and len(message.signature) == 64)
+    ours = ENVELOPE if data[:1] == b"\xd2" else ENVELOPE[1:]  # headers, any kid, then A0
+    if data.startswith(ours[: len(ours) - 9]) and data[len(ours) - 1 : len(ours)] == b"\xa0":
+        # Our own headers: then the payload's head must be in shortest form too.
+        head = encode_head(2, len(message.payload))
+        require(data[len(ours) : len(ours) + len(head)] == head)
     claims = canonical_item(message.payload)
     require(isinstance(claims, dict))
     bound = 8 in claims
@@ -388,13 +393,14 @@ def test_a_signature_of_another_length_is_refused_in_every_form() -> None:
                 canonical.read_credential(data)
 
 
-def test_a_non_shortest_payload_head_is_read_as_a_general_cose_message() -> None:
-    # Only the claims have one accepted encoding; the envelope may be any COSE_Sign1 form.
+def test_a_non_shortest_payload_head_in_our_envelope_is_refused() -> None:
     payload = valid_payload()
-    assert len(payload) >= 24
+    assert 24 <= len(payload) < 256
     longer = ENVELOPE + b"\x59" + len(payload).to_bytes(2, "big") + payload + b"\x58\x40" \
         + bytes(64)
-    assert agree_on_credential(longer)
+    assert not agree_on_credential(longer)
+    with pytest.raises(DecodeError, match="shortest"):
+        canonical.read_credential(longer)
 
 
 @pytest.mark.parametrize(
