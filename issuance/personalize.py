@@ -2,11 +2,11 @@
 
 For one card, `chip_holder` builds what the chip carries from the database (the resident, the
 portrait as a JPEG of at most `PORTRAIT_LIMIT` bytes, the card number, the dates from
-`issuance.cards.card_dates`, and the card's status-list slot, which goes into the signed DG11),
-and
-`cardsys.chip.perso.prepare` adds a fresh Active Authentication key and the SOD signed by the
-active CHIP_DOCUMENT signer. The AA private key lives only in that in-memory value and on the
-chip: it is never stored, logged, put in an exception message or written to a batch file.
+`issuance.cards.card_dates`, and the card's status-list slot, which goes into the signed
+DG11), and `cardsys.chip.perso.prepare` adds a fresh Active Authentication key and the SOD
+signed by the active CHIP_DOCUMENT signer. The AA private key lives only in that in-memory
+value and on the chip: it is never stored, logged, put in an exception message or written to
+a batch file.
 
 `Bureau.run(n)` is the batch of a bureau machine. For each of the next `n` approved cards of
 the operator's office, in order, skipping none:
@@ -264,16 +264,9 @@ _RECORD_OF_CHIP = select(_RECORDS.c.id).where(_RECORDS.c.chip_serial == bindpara
 
 #: What a chip record holds besides its card (the values are bound per record).
 _RECORD_VALUES = (
-    "chip_serial",
-    "sod_sha256",
-    "aa_public_key",
-    "state",
-    "written_at",
-    "issue_date",
-    "expiry_date",
-    "operator_id",
-    "machine",
-)
+    "chip_serial", "sod_sha256", "aa_public_key", "state", "written_at", "issue_date",
+    "expiry_date", "operator_id", "machine",
+)  # fmt: skip
 
 
 def _record_insert(dialect: str) -> Insert:
@@ -440,7 +433,7 @@ class Bureau:
         serial = self._blank_chip()
         now = self._clock()
         # The dates are fixed here, once: DG1 carries the expiry, the record and the card both.
-        dates = cards.card_dates(now, self._settings)
+        dates = card_dates(now, self._settings)
         prepared = perso.prepare(template.holder(dates), self._signer_for(now), signing_time=now)
         sod_sha256 = hashlib.sha256(prepared.sod).hexdigest()
         aa_public_key = prepared.aa_public_key_info
@@ -640,15 +633,10 @@ class Bureau:
                 status = journal.execute(_CARD_STATUS, {"card_id": job.card_id}).scalar()
         if record_id is None:
             if status is CardStatus.APPROVED:
-                log.warning(
-                    "card %s was recorded by another batch; chip %s re-used", job.number, serial
-                )
+                why = "was recorded by another batch"
             else:
-                log.warning(
-                    "card %s changed while its chip was written; chip %s re-used",
-                    job.number,
-                    serial,
-                )
+                why = "changed while its chip was written"
+            log.warning("card %s %s; chip %s re-used", job.number, why, serial)
             return None
         return _Written(record_id, job.card_id, serial, sod_sha256, aa_public_key, now, dates)
 
@@ -660,15 +648,8 @@ class Bureau:
         with self._step() as session:
             actor = self._actor()
             card = self._locked_card(session, written.card_id)
-            closed = (
-                session.connection()
-                .execute(
-                    _CLOSE_RECORD,
-                    {"record_id": written.record_id, "how": completion, "at": finished_at},
-                )
-                .rowcount
-            )
-            if closed != 1:
+            close = {"record_id": written.record_id, "how": completion, "at": finished_at}
+            if session.connection().execute(_CLOSE_RECORD, close).rowcount != 1:
                 raise ConflictError(f"the chip record of card {card.number} was already closed")
             if card.status is not CardStatus.APPROVED:
                 audit.record(
@@ -698,11 +679,8 @@ class Bureau:
         row = session.connection().execute(_LOCK_CARD, {"card_id": card_id}).first()
         if card is None or row is None:
             raise ChipError(f"card {card_id} vanished")
-        if (row.version, row.status, row.office_id) != (
-            card.version,
-            card.status,
-            card.resident.office_id,
-        ):
+        loaded = (card.version, card.status, card.resident.office_id)
+        if (row.version, row.status, row.office_id) != loaded:
             # OF cards: PostgreSQL locks no row on the nullable side of the eager outer joins.
             card = session.get(
                 Card, card_id, with_for_update={"of": Card}, populate_existing=True
