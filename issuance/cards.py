@@ -56,9 +56,10 @@ OPEN_STATES = frozenset(s for s in CardStatus if not s.terminal)
 #: revoked and expired with it; replacement and renewal revoke the old card, so them too).
 CASCADE = frozenset({Action.SUSPEND, Action.RESUME, Action.REVOKE, Action.EXPIRE})
 
-#: Functions called after every status change inside the same transaction, e.g. to mark the
-#: card's status-list shard for republication. Registered once at import by those modules.
-status_listeners: list[Callable[[Session, Card, datetime], None]] = []
+#: Functions called after every status change inside the same transaction, with the state
+#: before (None for a new card), e.g. to mark the card's status-list shard for republication.
+#: Registered once at import by those modules.
+status_listeners: list[Callable[[Session, Card, CardStatus | None, datetime], None]] = []
 
 
 @dataclass(frozen=True)
@@ -449,7 +450,7 @@ def provision(
     _audit(session, actor, card, Action.PROVISION, now, None, None,
            {"parent": parent.number, "thumbprint": device_thumbprint, **(details or {})})
     for listener in status_listeners:
-        listener(session, card, now)
+        listener(session, card, None, now)
     return card
 
 
@@ -528,7 +529,7 @@ def _change(
         card.status_reason = reason
     _audit(session, actor, card, action, now, before, reason, details or {})
     for listener in status_listeners:
-        listener(session, card, now)
+        listener(session, card, before, now)
     if card.kind is CardKind.PHYSICAL and action in CASCADE:
         _cascade(session, actor, card, action, now=now, reason=reason, since=changed_before)
 

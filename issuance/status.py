@@ -34,9 +34,9 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 from types import MappingProxyType
-from typing import Final
+from typing import Any, Final
 
-from sqlalchemy import delete, select
+from sqlalchemy import bindparam, delete, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -127,19 +127,34 @@ class Published:
 # --- marking (inside the changing transaction) --------------------------------------------------
 
 
-def mark_dirty(session: Session, card: Card, now: datetime) -> None:
-    """Mark the card's shard for republication, in the caller's transaction."""
+def mark_dirty(session: Session, card: Card, before: CardStatus | None, now: datetime) -> None:
+    """Mark the card's shard for republication, in the caller's transaction.
+
+    A change that leaves the published value as it was (approved -> personalized: suspended
+    both) marks nothing; a new card always marks, so its shard gets published at all.
+    """
     if card.status_list is None:
         return
-    insert = postgresql.insert if _dialect(session) == "postgresql" else sqlite.insert
-    statement = insert(StatusListDirty).values(list_number=card.status_list, marks=1,
-                                               marked_at=now)
+    if before is not None and PUBLISHED[before] is PUBLISHED[card.status]:
+        return
     session.execute(
-        statement.on_conflict_do_update(
-            index_elements=[StatusListDirty.list_number],
-            set_={"marks": StatusListDirty.marks + 1, "marked_at": now},
-        )
+        _MARK[_dialect(session)], {"list_number": card.status_list, "at": now}
     )
+
+
+def _mark_statement(insert: Any) -> Any:
+    statement = insert(StatusListDirty).values(
+        list_number=bindparam("list_number"), marks=1, marked_at=bindparam("at")
+    )
+    return statement.on_conflict_do_update(
+        index_elements=[StatusListDirty.list_number],
+        set_={"marks": StatusListDirty.marks + 1, "marked_at": bindparam("at")},
+    )
+
+
+#: The upsert that marks a shard, built once per dialect (every status change runs it).
+_MARK: Final = {"postgresql": _mark_statement(postgresql.insert),
+                "sqlite": _mark_statement(sqlite.insert)}
 
 
 # Registered once, at import: every status change marks its shard (cards.status_listeners).

@@ -34,6 +34,7 @@ from sqlalchemy.orm import Session
 from cardsys.config import Settings
 from cardsys.db import Database
 from cardsys.errors import CardsysError
+from cardsys.lifecycle import CardStatus
 from cardsys.models import Card
 from issuance import cards, status
 
@@ -46,7 +47,9 @@ _CHANGED: Final = "cardsys_status_changed"
 DEFAULT_POLL_SECONDS: Final = 5.0
 
 
-def _note_change(session: Session, card: Card, now: datetime) -> None:
+def _note_change(
+    session: Session, card: Card, before: CardStatus | None, now: datetime
+) -> None:
     """A status listener: remember that this request changed a card (published after it)."""
     if has_request_context():
         setattr(g, _CHANGED, True)
