@@ -327,7 +327,7 @@ def card_renew(app: App, s: Session, actor: Operator, c: Card, now: datetime) ->
 @click.option("--json", "as_json", is_flag=True)
 @pass_app
 def card_expire(app: App, at: datetime | None, login: str, as_json: bool) -> None:
-    """Expire every issued or active card past its expiry date (a scheduled job)."""
+    """Expire every issued, active or suspended card past its expiry date (a scheduled job)."""
     when = at.replace(tzinfo=UTC) if at else now_utc()
     with app.acting(login) as (session, actor):
         numbers = cards.expire_due(session, actor, now=when)
