@@ -375,6 +375,41 @@ def renew(
                  details={"renews": card.number})
 
 
+def perform(
+    session: Session,
+    actor: Operator,
+    card: Card,
+    action: Action,
+    *,
+    now: datetime,
+    settings: Settings,
+    reason: Reason | None = None,
+    expected_version: int | None = None,
+) -> Card:
+    """One lifecycle step on an existing card, by action (what forms and the API dispatch on).
+
+    Raises:
+        IllegalTransitionError: the action is not a step on an existing card (apply,
+            provision, expire, and replace/renew have their own functions).
+    """
+    common: dict[str, Any] = {"now": now, "expected_version": expected_version}
+    if action is Action.APPROVE:
+        return approve(session, actor, card, **common)
+    if action is Action.PERSONALIZE:
+        return personalize(session, actor, card, settings=settings, **common)
+    if action is Action.HAND_OVER:
+        return hand_over(session, actor, card, **common)
+    if action is Action.ACTIVATE:
+        return activate(session, actor, card, **common)
+    if action is Action.SUSPEND:
+        return suspend(session, actor, card, reason=reason, **common)
+    if action is Action.RESUME:
+        return resume(session, actor, card, **common)
+    if action is Action.REVOKE:
+        return revoke(session, actor, card, reason=reason, **common)
+    raise IllegalTransitionError(f"{action.value} is not a step on an existing card")
+
+
 def expire_due(session: Session, actor: Operator, *, now: datetime, batch: int = 1000) -> list[str]:
     """Expire issued, active and suspended cards past their expiry date; returns their numbers."""
     require_role(actor, *ACTION_ROLES[Action.EXPIRE])

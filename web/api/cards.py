@@ -12,7 +12,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
 from cardsys.lifecycle import REASONS, Action, CardStatus, Reason
 from cardsys.models import Card, Role
@@ -93,22 +92,8 @@ class Step:
 
 def _simple(action: Action) -> Run:
     def run(call: Call, card: Card, version: int, reason: Reason | None) -> Card:
-        common: dict[str, Any] = {"now": call.at, "expected_version": version}
-        db, actor = call.db, call.actor
-        if action is Action.APPROVE:
-            return cards.approve(db, actor, card, **common)
-        if action is Action.PERSONALIZE:
-            return cards.personalize(db, actor, card, settings=settings(), **common)
-        if action is Action.HAND_OVER:
-            return cards.hand_over(db, actor, card, **common)
-        if action is Action.ACTIVATE:
-            return cards.activate(db, actor, card, **common)
-        if action is Action.SUSPEND:
-            return cards.suspend(db, actor, card, reason=reason, **common)
-        if action is Action.RESUME:
-            return cards.resume(db, actor, card, **common)
-        assert action is Action.REVOKE
-        return cards.revoke(db, actor, card, reason=reason, **common)
+        return cards.perform(call.db, call.actor, card, action, now=call.at,
+                             settings=settings(), reason=reason, expected_version=version)
 
     return run
 

@@ -59,22 +59,8 @@ def _office_roles(action: Action) -> tuple[Role, ...]:
 def _transition(action: Action, **extra: Any) -> CardForm:
     """A form for one transition of the table."""
     def run(db: Session, actor: Operator, card: Card, version: int, reason: Reason | None) -> Card:
-        at = now()
-        common: dict[str, Any] = {"now": at, "expected_version": version}
-        if action is Action.APPROVE:
-            return cards.approve(db, actor, card, **common)
-        if action is Action.PERSONALIZE:
-            return cards.personalize(db, actor, card, settings=settings(), **common)
-        if action is Action.HAND_OVER:
-            return cards.hand_over(db, actor, card, **common)
-        if action is Action.ACTIVATE:
-            return cards.activate(db, actor, card, **common)
-        if action is Action.SUSPEND:
-            return cards.suspend(db, actor, card, reason=reason, **common)
-        if action is Action.RESUME:
-            return cards.resume(db, actor, card, **common)
-        assert action is Action.REVOKE
-        return cards.revoke(db, actor, card, reason=reason, **common)
+        return cards.perform(db, actor, card, action, now=now(), settings=settings(),
+                             reason=reason, expected_version=version)
 
     return CardForm(
         slug=action.value.replace("_", "-"), label=ACTION[action], roles=_office_roles(action),
