@@ -16,8 +16,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from cardsys.clikit import App, now_utc
 from cardsys.cli_keys import DEV_PASSPHRASE_FILE, keys
+from cardsys.clikit import App, now_utc
 from cardsys.config import Settings, load_settings
 from cardsys.db import Database
 from cardsys.errors import NotFoundError, WrongPassphraseError, WrongPinError
