@@ -16,6 +16,9 @@ from __future__ import annotations
 import threading
 from collections import deque
 from dataclasses import dataclass, field
+from typing import Final
+
+from flask import current_app
 
 
 @dataclass
@@ -61,3 +64,33 @@ class SlidingWindow:
         expired = [k for k, w in self._events.items() if not w or w[-1] <= now - self.seconds]
         for key in expired:
             del self._events[key]
+
+
+#: Tries at activating a phone (portal and API alike): per client address, per card number.
+ACTIVATION_WINDOWS: Final = {"address": (20, 600.0), "card": (10, 600.0)}
+
+
+def activation_try(address: str, card_number: str, at: float) -> int:
+    """Count one activation try; 0 when it may go on, else the seconds to wait.
+
+    The portal and the API share these windows (in the app's extensions), so two doors give
+    no more tries than one; the card number is normalised so `ss11-…` and `SS11…` count as one.
+    Limits come from `PORTAL_ADDRESS_LIMIT` / `PORTAL_CARD_LIMIT` (limit, seconds) in config.
+    """
+    card = "".join(card_number.split()).replace("-", "").upper()
+    for name, key in (("address", address), ("card", card)):
+        window = _activation_window(name)
+        if not window.allow(key, at):
+            return window.retry_after(key, at)
+    return 0
+
+
+def _activation_window(name: str) -> SlidingWindow:
+    key = f"cardsys_throttle_{name}"
+    window = current_app.extensions.get(key)
+    if window is None:
+        limit, seconds = current_app.config.get(f"PORTAL_{name.upper()}_LIMIT",
+                                                ACTIVATION_WINDOWS[name])
+        window = current_app.extensions[key] = SlidingWindow(int(limit), float(seconds))
+    assert isinstance(window, SlidingWindow)
+    return window

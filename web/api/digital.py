@@ -27,7 +27,7 @@ from contextlib import contextmanager
 from datetime import date
 from typing import Any, Final, cast
 
-from flask import Response, current_app, request
+from flask import Response, request
 from sqlalchemy.orm import Session
 
 from cardsys.db import Database
@@ -41,12 +41,10 @@ from web.api.routing import Call, Operation, Raw, Reply, operation, raw_operatio
 from web.api.schema import CARD_NUMBER, closed, string
 from web.database import database, settings, transaction
 from web.publication import signers
-from web.throttle import SlidingWindow
+from web.throttle import activation_try
 
 TAG = "digital"
 CHALLENGE: Final = 'ActivationCode realm="cardsys"'
-#: The portal's throttle windows (web.portal.api), shared so two doors give no more tries.
-_WINDOWS: Final = {"address": (20, 600.0), "card": (10, 600.0)}
 
 
 @operation(
@@ -170,22 +168,10 @@ def _record(claim_id: int, status: int, body: dict[str, Any]) -> None:
 
 
 def _count_try(card_number: str, at: float) -> None:
-    address = request.remote_addr or "unknown"
-    for name, key in (("address", address), ("card", card_number)):
-        window = _window(name)
-        if not window.allow(key, at):
-            raise Problem("throttled", "too many tries: wait a few minutes",
-                          headers={"Retry-After": str(window.retry_after(key, at))})
-
-
-def _window(name: str) -> SlidingWindow:
-    key = f"cardsys_throttle_{name}"
-    window = current_app.extensions.get(key)
-    if window is None:
-        limit, seconds = current_app.config.get(f"PORTAL_{name.upper()}_LIMIT", _WINDOWS[name])
-        window = current_app.extensions[key] = SlidingWindow(int(limit), float(seconds))
-    assert isinstance(window, SlidingWindow)
-    return window
+    wait = activation_try(request.remote_addr or "unknown", card_number, at)
+    if wait:
+        raise Problem("throttled", "too many tries: wait a few minutes",
+                      headers={"Retry-After": str(wait)})
 
 
 def _date(text: str) -> date:

@@ -16,9 +16,9 @@ the birth date authorise a provisioning, the phone's signature a refresh. Reques
 `application/json` (a cross-site form cannot send that without a CORS preflight, which this
 app never grants) and, when the browser names an Origin, come from this one.
 
-Brute force: every try counts in `_throttle` (per client address and per card number,
-in-process), and the service counts wrong tries durably: the code dies after
-`activation_max_attempts`.
+Brute force: every try counts in `web.throttle.activation_try` (per client address and per
+card number, in-process, shared with the API), and the service counts wrong tries durably:
+the code dies after `activation_max_attempts`.
 """
 
 from __future__ import annotations
@@ -46,23 +46,10 @@ from issuance import digital
 from web.database import database, now, settings, transaction
 from web.portal import bp
 from web.publication import signers
-from web.throttle import SlidingWindow
+from web.throttle import activation_try
 
 _MAX_BODY: Final = 8192
 #: Tries per client address and per card number in ten minutes (module docstring).
-PER_ADDRESS: Final = (20, 600.0)
-PER_CARD: Final = (10, 600.0)
-
-
-def _throttle(name: str) -> SlidingWindow:
-    key = f"cardsys_throttle_{name}"
-    window = current_app.extensions.get(key)
-    if window is None:
-        limit, seconds = current_app.config.get(f"PORTAL_{name.upper()}_LIMIT",
-                                                PER_ADDRESS if name == "address" else PER_CARD)
-        window = current_app.extensions[key] = SlidingWindow(int(limit), float(seconds))
-    assert isinstance(window, SlidingWindow)
-    return window
 
 
 class _Refused(Exception):
@@ -135,14 +122,9 @@ def _json_fields(*names: str) -> dict[str, str]:
 
 
 def _count_try(card_number: str) -> None:
-    at = now().timestamp()
-    address = request.remote_addr or "unknown"
-    card = "".join(card_number.split()).replace("-", "").upper()
-    for name, key in (("address", address), ("card", card)):
-        window = _throttle(name)
-        if not window.allow(key, at):
-            raise _Refused(429, "throttled", _("Too many tries: wait a few minutes."),
-                           window.retry_after(key, at))
+    wait = activation_try(request.remote_addr or "unknown", card_number, now().timestamp())
+    if wait:
+        raise _Refused(429, "throttled", _("Too many tries: wait a few minutes."), wait)
 
 
 def _birth_date(text: str) -> date:

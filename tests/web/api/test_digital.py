@@ -14,6 +14,7 @@ from cardsys.lifecycle import CardKind
 from cardsys.models import ActivationCode, Card
 from cardsys.wallet import Wallet
 from tests.web.api.conftest import Api, Terminal, new_key, problem, walk_to_active
+from web.throttle import activation_try
 
 
 def point(key: ec.EllipticCurvePrivateKey) -> str:
@@ -174,3 +175,14 @@ def test_the_throttle_fences_a_card(api: Api, active: str) -> None:
     throttled = problem(api.post("/digital/provision", wrong, key=new_key()), 429, "throttled")
     assert "wait" in throttled["detail"]
     assert int(api.post("/digital/provision", wrong, key=new_key()).headers["Retry-After"]) > 0
+
+
+
+def test_the_throttle_counts_a_card_however_it_is_spelled(api: Api) -> None:
+    # One window for both doors (portal and API), and for 'ss11-...' and 'SS11...' alike.
+    api.app.config["PORTAL_CARD_LIMIT"] = (2, 600)
+    api.app.extensions.pop("cardsys_throttle_card", None)
+    with api.app.app_context():
+        assert activation_try("10.0.0.1", "SS110000000017", 1000.0) == 0
+        assert activation_try("10.0.0.2", "ss11-0000-0000-17", 1001.0) == 0
+        assert activation_try("10.0.0.3", " SS11 0000 0000 17", 1002.0) > 0
