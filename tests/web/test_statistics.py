@@ -13,10 +13,10 @@ from sqlalchemy import select
 from cardsys.config import Settings
 from cardsys.lifecycle import CardStatus, Reason
 from cardsys.models import Operator
+from issuance.stats import count
 from tests.factories import NOW, make_card, make_resident
 from tests.web.conftest import World, enter
 from web.charts import Bar, bar_chart, column_chart
-from web.office.statistics import count
 
 
 def _populate(app: Flask, world: World) -> None:
