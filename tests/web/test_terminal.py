@@ -20,6 +20,7 @@ from flask.testing import FlaskClient
 from sqlalchemy import select
 
 from cardsys.models import Card, Photo
+from tests.cli import run_cli
 from tests.web.conftest import Clock, World, csrf_token, enter, post
 from tests.web.test_portal import phone
 from web import terminal_app
@@ -220,9 +221,7 @@ def test_replays_are_shared_by_workers_and_kept_across_a_restart(
 def _serve(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, *args: str) -> tuple[int, str, Any]:
     """Run `cardsys terminal serve ...` with the server replaced: (exit code, output, the
     app factory and address the command would have served)."""
-    from click.testing import CliRunner
 
-    from cardsys.cli import main
     from web.terminal import setup
 
     served: dict[str, Any] = {}
@@ -232,14 +231,8 @@ def _serve(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, *args: str) -> tuple
 
     monkeypatch.setattr(setup, "serve", fake_serve)
     env = {"CARDSYS_INSTANCE_PATH": str(tmp_path / "unused")}
-    with CliRunner().isolation(env=env) as (out, err, _):
-        try:
-            main(["terminal", "serve", *args])
-            code = 0
-        except SystemExit as exc:
-            code = exc.code if isinstance(exc.code, int) else 1
-        text = out.getvalue().decode() + err.getvalue().decode()
-    return code, text, served
+    result = run_cli(env, "terminal", "serve", *args)
+    return result.code, result.out + result.err, served
 
 
 def test_terminal_serve_needs_a_pinned_root(monkeypatch: pytest.MonkeyPatch,

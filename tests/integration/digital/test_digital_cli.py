@@ -4,36 +4,16 @@ terminal" journeys, on a real instance with a file key store."""
 
 from __future__ import annotations
 
-import json
 import os
 import stat
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import pytest
-from click.testing import CliRunner
 
-from cardsys import cli as cli_module
-from cardsys.cli import main
-from cardsys.cli_digital import digital_group, status_group, wallet_group
-from cardsys.cli_terminal import terminal_group, verify_group
-from cardsys.db import Database
-from cardsys.models import Base
+from tests.cli import CLEAN, Run, run_cli
 
-CLEAN = {"CARDSYS_OPERATOR": None, "CARDSYS_CONFIG": None, "CARDSYS_DEBUG": None,
-         "CARDSYS_DATABASE_URL": None, "CARDSYS_KEY_PASSPHRASE": None}
 HOLDER = "11010519491231002X"
-
-
-@dataclass(frozen=True)
-class Run:
-    code: int
-    out: str
-    err: str
-
-    def json(self) -> Any:
-        return json.loads(self.out)
 
 
 @dataclass(frozen=True)
@@ -41,26 +21,12 @@ class Cli:
     env: dict[str, str | None]
 
     def __call__(self, *args: str) -> Run:
-        with CliRunner().isolation(env=self.env) as (out, err, _):
-            try:
-                main(list(args))
-                code = 0
-            except SystemExit as exc:
-                code = exc.code if isinstance(exc.code, int) else 1
-        return Run(code, out.getvalue().decode(), err.getvalue().decode())
+        return run_cli(self.env, *args)
 
     def ok(self, *args: str) -> Run:
         result = self(*args)
         assert result.code == 0, f"{args}: {result.err or result.out}"
         return result
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _registered() -> None:
-    # The lead registers these groups in cardsys/cli.py; until then the test does.
-    for group in (digital_group, wallet_group, status_group, terminal_group, verify_group):
-        if group.name not in cli_module.cli.commands:
-            cli_module.cli.add_command(group)
 
 
 @pytest.fixture
@@ -72,10 +38,6 @@ def cardsys(tmp_path: Path) -> Cli:
     }
     run = Cli(env)
     run.ok("init")
-    # Tables of areas whose migration is being regenerated: create what is missing.
-    database = Database(f"sqlite:///{instance / 'cardsys.db'}")
-    Base.metadata.create_all(database.engine)
-    database.dispose()
     run.ok("keys", "dev-pki")
     run.ok("office", "add", "NB-01", "--name", "Ningbo", "--region", "330203", "--as", "admin")
     for login, role in (("alice", "clerk"), ("bob", "supervisor"), ("carol", "supervisor")):

@@ -9,36 +9,21 @@ test server through CARDSYS_DATABASE_URL.
 from __future__ import annotations
 
 import hashlib
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
-from click.testing import CliRunner
 
 import tests.factories as f
-from cardsys.cli import main
 from cardsys.db import Database
 from cardsys.ids import CardNumber
+from tests.cli import CLEAN, Run, run_cli
 
 HOLDER = "11010519491231002X"  # the README's resident (GB 11643 specimen)
 FIRST = "SS110000000017"  # the README's first card number
 SECOND = str(CardNumber.build("SS", "11", 2))
 JPEG = b"\xff\xd8\xff\xe0" + b"portrait" * 64
-#: Variables of the developer's shell that would change what the CLI does.
-CLEAN = {"CARDSYS_OPERATOR": None, "CARDSYS_CONFIG": None, "CARDSYS_DEBUG": None,
-         "CARDSYS_DATABASE_URL": None}
-
-
-@dataclass(frozen=True)
-class Run:
-    code: int
-    out: str
-    err: str
-
-    def json(self) -> Any:
-        return json.loads(self.out)
 
 
 @dataclass(frozen=True)
@@ -49,13 +34,7 @@ class Cli:
     url: str
 
     def __call__(self, *args: str, **extra_env: str) -> Run:
-        with CliRunner().isolation(env=self.env | extra_env) as (out, err, _):
-            try:
-                main(list(args))
-                code = 0
-            except SystemExit as exc:
-                code = exc.code if isinstance(exc.code, int) else 1
-        return Run(code, out.getvalue().decode(), err.getvalue().decode())
+        return run_cli(self.env | extra_env, *args)
 
     def ok(self, *args: str) -> Run:
         result = self(*args)
